@@ -1,0 +1,82 @@
+"""Error classes shared by every connector.
+
+Every failure of an outside system is classified once, here, as *retriable* (the same request
+may succeed later: 429, 5xx, timeouts, dropped connections) or *fatal* (retrying cannot help:
+400, 401, 403, 404, 409, 422 ...). The retry loop in `connectors.base.http` retries only the
+former; callers can dead-letter the record behind a fatal error and carry on.
+"""
+
+from __future__ import annotations
+
+# Status codes whose requests may succeed if sent again. 408/425 are timeouts and "too early";
+# 429 is rate limiting; 5xx are the server's own failures (501 "not implemented" is not).
+RETRIABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class ConnectorError(Exception):
+    """A request to an outside system failed. Says which system, which request and why."""
+
+    retriable: bool = False
+
+    def __init__(
+        self,
+        system: str,
+        message: str,
+        *,
+        method: str | None = None,
+        url: str | None = None,
+        status: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.system = system
+        self.message = message
+        self.method = method
+        self.url = url
+        self.status = status
+        self.detail = detail
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        where = f" ({self.method} {self.url})" if self.method and self.url else ""
+        status = f" HTTP {self.status}" if self.status is not None else ""
+        detail = f": {self.detail}" if self.detail else ""
+        return f"{self.system}{status}{where}: {self.message}{detail}"
+
+
+class RetriableError(ConnectorError):
+    """Transient: the same request may succeed later."""
+
+    retriable = True
+
+
+class RateLimitedError(RetriableError):
+    """The system asked us to slow down (429, or a 503 with Retry-After)."""
+
+    def __init__(self, system: str, message: str, *, retry_after: float | None, **kw: object) -> None:
+        self.retry_after = retry_after
+        super().__init__(system, message, **kw)  # type: ignore[arg-type]
+
+
+class FatalError(ConnectorError):
+    """Permanent: sending the same request again cannot succeed."""
+
+
+class AuthError(FatalError):
+    """401/403: credentials missing, wrong or lacking rights. Never retried."""
+
+
+class NotFoundError(FatalError):
+    """404: the record or the endpoint does not exist."""
+
+
+def classify_status(status: int) -> type[ConnectorError]:
+    """The error class for an unsuccessful HTTP status."""
+    if status == 429:
+        return RateLimitedError
+    if status in RETRIABLE_STATUSES:
+        return RetriableError
+    if status in (401, 403):
+        return AuthError
+    if status == 404:
+        return NotFoundError
+    return FatalError

@@ -1,0 +1,84 @@
+"""Pagination strategies, written once for every connector.
+
+A paginator looks at the request just sent and the response it got, and says what to ask next
+(or ``None`` when the last page has arrived). Three shapes cover the vendors we speak to:
+
+- ``LinkHeaderPaginator``: RFC 8288 ``Link: <…>; rel="next"`` (ServiceNow, GitHub, PagerDuty);
+- ``NextUrlPaginator``: a next-page URL in the body (Salesforce ``nextRecordsUrl``);
+- ``CursorTokenPaginator``: an opaque token in the body sent back as a parameter or body field
+  (Jira ``nextPageToken``, Datadog ``meta.page.after``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import httpx
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """What to send for one page; the client adds auth, headers and retries."""
+
+    method: str
+    url: str
+    params: dict[str, str] | None = None
+    json: Any = None
+
+
+class Paginator(Protocol):
+    def next_request(self, sent: PageRequest, response: httpx.Response) -> PageRequest | None: ...
+
+
+class LinkHeaderPaginator:
+    """Follow ``rel="next"`` in the ``Link`` header; its URL already carries every parameter."""
+
+    def next_request(self, sent: PageRequest, response: httpx.Response) -> PageRequest | None:
+        next_url = response.links.get("next", {}).get("url")
+        if not next_url:
+            return None
+        return PageRequest(method="GET", url=next_url)
+
+
+@dataclass(frozen=True, slots=True)
+class NextUrlPaginator:
+    """Follow a URL found at ``url_field`` of the JSON body until ``done_field`` is true."""
+
+    url_field: str = "nextRecordsUrl"
+    done_field: str | None = "done"
+
+    def next_request(self, sent: PageRequest, response: httpx.Response) -> PageRequest | None:
+        body = response.json()
+        if self.done_field is not None and body.get(self.done_field) is True:
+            return None
+        next_url = body.get(self.url_field)
+        if not next_url:
+            return None
+        return PageRequest(method="GET", url=str(next_url))
+
+
+@dataclass(frozen=True, slots=True)
+class CursorTokenPaginator:
+    """Send back the token found at ``token_path`` (dotted) until it is absent or ``last_field``.
+
+    ``send_as`` is ``"param"`` (query string) or ``"body"`` (a field of the JSON body).
+    """
+
+    token_path: str = "nextPageToken"
+    send_as: str = "body"
+    send_field: str = "nextPageToken"
+    last_field: str | None = "isLast"
+
+    def next_request(self, sent: PageRequest, response: httpx.Response) -> PageRequest | None:
+        body = response.json()
+        if self.last_field is not None and body.get(self.last_field) is True:
+            return None
+        token: Any = body
+        for part in self.token_path.split("."):
+            token = token.get(part) if isinstance(token, dict) else None
+        if not token:
+            return None
+        if self.send_as == "param":
+            return replace(sent, params={**(sent.params or {}), self.send_field: str(token)})
+        return replace(sent, json={**(sent.json or {}), self.send_field: token})

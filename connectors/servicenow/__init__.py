@@ -1,0 +1,13 @@
+"""ServiceNow Table API connector."""
+
+from connectors.servicenow.client import ServiceNowClient, ServiceNowSettings
+from connectors.servicenow.query import EncodedQuery
+from connectors.servicenow.records import ServiceNowTableSource, ServiceNowTableTarget
+
+__all__ = [
+    "EncodedQuery",
+    "ServiceNowClient",
+    "ServiceNowSettings",
+    "ServiceNowTableSource",
+    "ServiceNowTableTarget",
+]

@@ -1,0 +1,12 @@
+"""SQL databases (any SQLAlchemy URL) as record sources and targets.
+
+PostgreSQL and SQLite are first-class: bulk paths (Arrow + COPY via ADBC for PostgreSQL,
+the stdlib driver's ``executemany`` for SQLite) stage a batch and apply it with two set-based
+statements. Other dialects can be read from; writing to them is refused with a clear error.
+"""
+
+from connectors.sql.engine import SqlSettings, make_engine
+from connectors.sql.source import SqlTableSource
+from connectors.sql.target import SqlTableTarget
+
+__all__ = ["SqlSettings", "SqlTableSource", "SqlTableTarget", "make_engine"]

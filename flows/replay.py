@@ -1,0 +1,36 @@
+"""Replay the dead letters of one integration (after the cause was fixed)."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from flows._prefect import load_block_value
+from syncline.connect import ConnectorFactory
+from syncline.replay import ReplaySummary, replay_dead_letters
+from syncline.settings import SynclineSettings
+from syncline.specs import find_spec
+from syncline.state import Ledger
+
+
+@flow(name="replay-dead-letters")
+async def replay(integration: str = "cmdb-nightly", limit: int | None = None) -> ReplaySummary:
+    settings = SynclineSettings()
+    spec = find_spec(settings.specs_dir, integration)
+    ledger = Ledger(settings.ledger())
+    target = ConnectorFactory(load_block=load_block_value).target(spec)
+    try:
+        summary = await replay_dead_letters(
+            spec, target, ledger, flow_run_id=str(flow_run.get_id() or "") or None, limit=limit
+        )
+    finally:
+        await target.aclose()
+        ledger.dispose()
+    get_run_logger().info(
+        "%s: %d dead letters retried, %d replayed, %d still failing",
+        integration,
+        summary.attempted,
+        summary.replayed,
+        summary.still_failing,
+    )
+    return summary

@@ -1,0 +1,99 @@
+"""The scheduled, incremental sync of one integration (e.g. the nightly CMDB sync).
+
+Tasks are the unit of retry: ``sync-records`` reads, maps and writes; only after it returns
+does ``commit-cursor`` move the cursor. With persisted results a retried flow run gets
+``sync-records`` back from cache and only commits; without, it reruns it and every record
+comes back "unchanged". Either way the end state is that of one clean run.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
+
+from flows._prefect import load_block_value
+from syncline.connect import ConnectorFactory
+from syncline.reporting import summary_markdown
+from syncline.settings import SynclineSettings, fault_point
+from syncline.specs import find_spec
+from syncline.state import Ledger
+from syncline.sync import SyncSummary, run_sync, summary_row
+
+
+@task(name="sync-records", persist_result=True)
+async def sync_records(integration: str, full_refresh: bool = False) -> SyncSummary:
+    settings = SynclineSettings()
+    spec = find_spec(settings.specs_dir, integration)
+    factory = ConnectorFactory(load_block=load_block_value)
+    ledger = Ledger(settings.ledger())
+    source, target = factory.source(spec), factory.target(spec)
+    try:
+        return await run_sync(
+            spec,
+            source,
+            target,
+            ledger,
+            flow_run_id=str(flow_run.get_id() or "") or None,
+            full_refresh=full_refresh,
+        )
+    finally:
+        await source.aclose()
+        await target.aclose()
+        ledger.dispose()
+
+
+@task(name="commit-cursor")
+def commit_cursor(summary: SyncSummary) -> None:
+    """Move the cursor to the newest change the target confirmed."""
+    if summary.cursor_after is None:
+        return
+    ledger = Ledger(SynclineSettings().ledger())
+    try:
+        ledger.commit_cursor(
+            summary.integration, summary.cursor_after, flow_run_id=summary.flow_run_id
+        )
+        ledger.record_run(
+            summary.integration,
+            summary.flow_run_id or "local",
+            summary.model_dump(mode="json"),
+        )
+    finally:
+        ledger.dispose()
+
+
+@task(name="publish-summary")
+def publish_summary(summary: SyncSummary) -> None:
+    key = f"sync-{summary.integration}"
+    create_table_artifact(
+        key=key,
+        table=[summary_row(summary)],
+        description=f"Latest run of {summary.integration}",
+    )
+    create_markdown_artifact(
+        key=f"{key}-report",
+        markdown=summary_markdown(summary),
+        description=f"Latest run of {summary.integration}, explained",
+    )
+
+
+@flow(name="scheduled-sync", log_prints=True)
+async def scheduled_sync(integration: str = "cmdb-nightly", full_refresh: bool = False) -> SyncSummary:
+    """Sync one integration incrementally from its cursor (or fully with ``full_refresh``)."""
+    logger = get_run_logger()
+    summary = await sync_records(integration, full_refresh)
+    fault_point("after-target-write")
+    commit_cursor(summary)
+    publish_summary(summary)
+    logger.info(
+        "%s: %d read, %d created, %d updated, %d unchanged, %d dead-lettered; cursor %s -> %s",
+        integration,
+        summary.read,
+        summary.created,
+        summary.updated,
+        summary.unchanged,
+        summary.dead_lettered,
+        summary.cursor_before,
+        summary.cursor_after,
+    )
+    return summary

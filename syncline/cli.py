@@ -1,0 +1,124 @@
+"""``syncline``: validate specs, serve the sandbox, run a sync, inspect the ledger."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+# No telemetry from any entry point: the only network is the systems configured.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from syncline.specs import SpecError, load_specs
+    from syncline.validation import check_prefect_yaml
+
+    directory = Path(args.specs_dir)
+    try:
+        specs = load_specs(directory)
+    except SpecError as error:
+        print(error, file=sys.stderr)
+        return 1
+    problems = check_prefect_yaml(Path(args.prefect_yaml), specs)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    for name, spec in sorted(specs.items()):
+        print(
+            f"ok  {name}: {spec.source.connector}:{spec.source.object} -> "
+            f"{spec.target.connector}:{spec.target.object} ({len(spec.mapping)} fields)"
+        )
+    return 1 if problems else 0
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from syncline.sandbox.server import serve
+    from syncline.sandbox.servicenow import ServiceNowSandboxConfig
+
+    config = ServiceNowSandboxConfig(cmdb_ci_server=args.cis, seed=args.seed)
+    print(f"ServiceNow sandbox on http://{args.host}:{args.port} ({args.cis} CIs)", flush=True)
+    serve(host=args.host, port=args.port, config=config)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flows.scheduled_sync import scheduled_sync
+    from syncline.sync import summary_row
+
+    summary = asyncio.run(scheduled_sync(args.integration, full_refresh=args.full_refresh))
+    print(json.dumps(summary_row(summary), indent=2))
+    return 0
+
+
+def _dead_letters(args: argparse.Namespace) -> int:
+    from syncline.settings import SynclineSettings
+    from syncline.state import Ledger
+
+    ledger = Ledger(SynclineSettings().ledger())
+    letters = ledger.dead_letters(args.integration, status=None if args.all else "pending")
+    for letter in letters:
+        print(
+            f"{letter.integration}  {letter.source_key}  [{letter.status}, "
+            f"{letter.attempts} attempt(s), {letter.stage}]  {letter.reason}"
+        )
+    print(f"{len(letters)} dead letter(s)")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from syncline.settings import SynclineSettings
+    from syncline.specs import load_specs
+    from syncline.state import Ledger
+
+    settings = SynclineSettings()
+    ledger = Ledger(settings.ledger())
+    for name in sorted(load_specs(settings.specs_dir)):
+        cursor = ledger.read_cursor(name)
+        pending = len(ledger.pending_dead_letter_keys(name))
+        print(f"{name}: cursor {cursor or '-'}; {pending} pending dead letter(s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="syncline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    validate = commands.add_parser("validate", help="check every integration spec")
+    validate.add_argument("--specs-dir", default="deployments")
+    validate.add_argument("--prefect-yaml", default="prefect.yaml")
+    validate.set_defaults(handler=_validate)
+
+    sandbox = commands.add_parser("sandbox", help="serve the ServiceNow simulator")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8701)
+    sandbox.add_argument("--cis", type=int, default=50_000, help="seeded cmdb_ci_server rows")
+    sandbox.add_argument("--seed", type=int, default=42)
+    sandbox.set_defaults(handler=_sandbox)
+
+    run = commands.add_parser("run", help="run one integration's sync now, in this process")
+    run.add_argument("integration")
+    run.add_argument("--full-refresh", action="store_true")
+    run.set_defaults(handler=_run)
+
+    dead = commands.add_parser("dead-letters", help="list dead letters")
+    dead.add_argument("integration", nargs="?")
+    dead.add_argument("--all", action="store_true", help="include replayed and resolved")
+    dead.set_defaults(handler=_dead_letters)
+
+    status = commands.add_parser("status", help="cursor and dead letters per integration")
+    status.set_defaults(handler=_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,41 @@
+"""Cross-checks between integration specs and ``prefect.yaml``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from syncline.specs import IntegrationSpec
+
+SYNC_ENTRYPOINT = "flows/scheduled_sync.py:scheduled_sync"
+
+
+def check_prefect_yaml(path: Path, specs: dict[str, IntegrationSpec]) -> list[str]:
+    """Every deployment's integration exists and its schedule matches the spec's."""
+    if not path.exists():
+        return []
+    document: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    problems: list[str] = []
+    for deployment in document.get("deployments") or []:
+        name = deployment.get("name", "?")
+        integration = (deployment.get("parameters") or {}).get("integration")
+        if integration is None:
+            continue
+        spec = specs.get(integration)
+        if spec is None:
+            problems.append(f"{path}: deployment {name!r}: no integration spec named {integration!r}")
+            continue
+        schedules = [s for s in deployment.get("schedules") or [] if "cron" in s]
+        if spec.schedule is None or deployment.get("entrypoint") != SYNC_ENTRYPOINT:
+            continue
+        if not any(
+            s["cron"] == spec.schedule.cron and s.get("timezone", "UTC") == spec.schedule.timezone
+            for s in schedules
+        ):
+            problems.append(
+                f"{path}: deployment {name!r}: schedule differs from {integration}'s spec "
+                f"(cron {spec.schedule.cron!r}, timezone {spec.schedule.timezone})"
+            )
+    return problems
