@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
@@ -14,7 +16,12 @@ from syncline.state import Ledger
 
 
 @flow(name="replay-dead-letters")
-async def replay(integration: str = "cmdb-nightly", limit: int | None = None) -> ReplaySummary:
+def replay(integration: str = "cmdb-nightly", limit: int | None = None) -> ReplaySummary:
+    """Retry the pending dead letters of ``integration`` (at most ``limit`` of them)."""
+    return asyncio.run(_replay(integration, limit))
+
+
+async def _replay(integration: str, limit: int | None) -> ReplaySummary:
     settings = SynclineSettings()
     spec = find_spec(settings.specs_dir, integration)
     ledger = Ledger(settings.ledger())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -50,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
     from flows.scheduled_sync import scheduled_sync
     from syncline.sync import summary_row
 
-    summary = asyncio.run(scheduled_sync(args.integration, full_refresh=args.full_refresh))
+    summary = scheduled_sync(args.integration, full_refresh=args.full_refresh)
     print(json.dumps(summary_row(summary), indent=2))
     return 0
 

@@ -82,7 +82,9 @@ class ConnectorFactory:
     def _sql_url(self, endpoint: EndpointSpec, role: str) -> str:
         url = str(self._settings(endpoint, role).get("url") or "")
         if not url:
-            raise CredentialError(f"{role}: the sql connector needs a url (connection or credentials)")
+            raise CredentialError(
+                f"{role}: the sql connector needs a url (connection or credentials)"
+            )
         if "url" in endpoint.connection and make_url(url).password:
             raise CredentialError(
                 f"{role}.connection.url holds a password: move it to credentials.url as "

@@ -131,9 +131,7 @@ class Expression:
         elif isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
                 known = ", ".join(sorted(FUNCTIONS))
-                raise ExpressionError(
-                    f"unknown function in {self.text!r}; available: {known}"
-                )
+                raise ExpressionError(f"unknown function in {self.text!r}; available: {known}")
             if node.keywords:
                 raise ExpressionError(f"keyword arguments are not supported in {self.text!r}")
             for arg in node.args:

@@ -100,8 +100,7 @@ def map_field(
     if failed.any():
         fresh = failed & problems.isna()
         problems[fresh] = [
-            f"{described}: cannot read {value!r} as {mapping.type.value}"
-            for value in values[fresh]
+            f"{described}: cannot read {value!r} as {mapping.type.value}" for value in values[fresh]
         ]
     if mapping.required:
         empty = typed.isna() & problems.isna()
@@ -195,9 +194,12 @@ def jsonable(row: dict[Any, Any]) -> dict[str, Any]:
     """A source record as plain JSON values, for the dead-letter payload."""
     clean: dict[str, Any] = {}
     for name, value in row.items():
-        if value is None or value is pd.NA or value is pd.NaT:
-            clean[str(name)] = None
-        elif isinstance(value, float) and np.isnan(value):
+        if (
+            value is None
+            or value is pd.NA
+            or value is pd.NaT
+            or (isinstance(value, float) and np.isnan(value))
+        ):
             clean[str(name)] = None
         elif isinstance(value, pd.Timestamp):
             clean[str(name)] = value.isoformat()

@@ -304,7 +304,10 @@ def _describe(document: YamlDocument, detail: ErrorDetails) -> str:
     location = tuple(
         part
         for part in detail["loc"]
-        if not (isinstance(part, str) and (part[:1].isupper() or "[" in part or part.startswith("function-")))
+        if not (
+            isinstance(part, str)
+            and (part[:1].isupper() or "[" in part or part.startswith("function-"))
+        )
     )
     line = document.line_of(location)
     where = f"{document.path}:{line}" if line else str(document.path)

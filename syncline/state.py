@@ -263,9 +263,9 @@ class Ledger:
     def audit_entries(self, integration: str) -> list[dict[str, Any]]:
         with self.engine.connect() as connection:
             rows = connection.execute(
-                sa.select(audit_log).where(audit_log.c.integration == integration).order_by(
-                    audit_log.c.id
-                )
+                sa.select(audit_log)
+                .where(audit_log.c.integration == integration)
+                .order_by(audit_log.c.id)
             )
             return [dict(row._mapping) for row in rows]
 

@@ -25,7 +25,9 @@ def check_prefect_yaml(path: Path, specs: dict[str, IntegrationSpec]) -> list[st
             continue
         spec = specs.get(integration)
         if spec is None:
-            problems.append(f"{path}: deployment {name!r}: no integration spec named {integration!r}")
+            problems.append(
+                f"{path}: deployment {name!r}: no integration spec named {integration!r}"
+            )
             continue
         schedules = [s for s in deployment.get("schedules") or [] if "cron" in s]
         if spec.schedule is None or deployment.get("entrypoint") != SYNC_ENTRYPOINT:

@@ -39,7 +39,7 @@ def load_yaml(path: Path, *, environ: dict[str, str] | None = None) -> YamlDocum
     if node is None:
         return YamlDocument(path, None, lines)
     _record_lines(node, (), lines)
-    data = yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - SafeLoader
+    data = yaml.load(text, Loader=yaml.SafeLoader)
     env = dict(os.environ) if environ is None else environ
     return YamlDocument(path, _interpolate(data, env), lines)
 

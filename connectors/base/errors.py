@@ -52,7 +52,9 @@ class RetriableError(ConnectorError):
 class RateLimitedError(RetriableError):
     """The system asked us to slow down (429, or a 503 with Retry-After)."""
 
-    def __init__(self, system: str, message: str, *, retry_after: float | None, **kw: object) -> None:
+    def __init__(
+        self, system: str, message: str, *, retry_after: float | None, **kw: object
+    ) -> None:
         self.retry_after = retry_after
         super().__init__(system, message, **kw)  # type: ignore[arg-type]
 

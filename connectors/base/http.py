@@ -203,9 +203,7 @@ class RestClient:
             "detail": self.error_detail(response),
         }
         if error_class is RateLimitedError or (status == 503 and retry_after is not None):
-            return RateLimitedError(
-                self.system, "rate limited", retry_after=retry_after, **common
-            )
+            return RateLimitedError(self.system, "rate limited", retry_after=retry_after, **common)
         return error_class(self.system, response.reason_phrase or "request failed", **common)
 
     def _note_rate_headers(self, response: httpx.Response) -> None:

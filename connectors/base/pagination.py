@@ -65,7 +65,7 @@ class CursorTokenPaginator:
     ``send_as`` is ``"param"`` (query string) or ``"body"`` (a field of the JSON body).
     """
 
-    token_path: str = "nextPageToken"
+    token_path: str = "nextPageToken"  # noqa: S105 - a field name, not a secret
     send_as: str = "body"
     send_field: str = "nextPageToken"
     last_field: str | None = "isLast"

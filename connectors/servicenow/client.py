@@ -91,7 +91,9 @@ class DriftCorrectingPaginator(LinkHeaderPaginator):
         next_offset = _offset_of(current) + _page_length(response) - shrunk
         if total is not None and next_offset >= total:
             return None
-        return PageRequest(method="GET", url=_with_offset(following.url if following else current, next_offset))
+        return PageRequest(
+            method="GET", url=_with_offset(following.url if following else current, next_offset)
+        )
 
 
 def _page_length(response: httpx.Response) -> int:

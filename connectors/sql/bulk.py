@@ -76,9 +76,12 @@ class _SetBasedUpsert:
         differs = " OR ".join(
             f"t.{self.quote(col.name)} IS DISTINCT FROM {self.staged(col)}" for col in others
         )
+        # SQLite's RETURNING sees only the updated table, unqualified; PostgreSQL's sees the
+        # FROM list too, where the bare name would be ambiguous.
+        returned = key if self.engine.dialect.name == "sqlite" else f"t.{key}"
         return (
             f"UPDATE {self.target} AS t SET {assignments} FROM {STAGE_TABLE} AS s "
-            f"WHERE t.{key} = s.{key} AND ({differs}) RETURNING t.{key}"
+            f"WHERE t.{key} = s.{key} AND ({differs}) RETURNING {returned}"
         )
 
     def insert_sql(self) -> str:
@@ -115,7 +118,11 @@ class PostgresBulkWriter(_SetBasedUpsert):
         self._update, self._insert = self.update_sql(), self.insert_sql()
 
     def write(self, batch: pd.DataFrame) -> WriteResult:
-        data = pa.Table.from_pandas(batch[self.names], schema=self.schema, preserve_index=False)
+        staged = batch[self.names]
+        json_columns = [col.name for col in self.columns if col.type is ColumnType.JSON]
+        if json_columns:
+            staged = staged.assign(**{name: _json_text(staged[name]) for name in json_columns})
+        data = pa.Table.from_pandas(staged, schema=self.schema, preserve_index=False)
         try:
             with self.connection.cursor() as cursor:
                 cursor.adbc_ingest(STAGE_TABLE, data, mode="append", temporary=True)
@@ -134,6 +141,10 @@ class PostgresBulkWriter(_SetBasedUpsert):
 
     def close(self) -> None:
         self.connection.close()
+
+
+def _json_text(values: pd.Series) -> pd.Series:
+    return values.map(lambda v: None if v is None else json.dumps(v, sort_keys=True))
 
 
 def _returned_keys(cursor: Any, sql: str) -> list[str]:
@@ -156,7 +167,9 @@ class SqliteBulkWriter(_SetBasedUpsert):
         names = ", ".join(self.quote(name) for name in self.names)
         cursor = self.connection.cursor()
         cursor.execute(f"DROP TABLE IF EXISTS temp.{STAGE_TABLE}")
-        cursor.execute(f"CREATE TEMP TABLE {STAGE_TABLE} AS SELECT {names} FROM {self.target} WHERE 0")
+        cursor.execute(
+            f"CREATE TEMP TABLE {STAGE_TABLE} AS SELECT {names} FROM {self.target} WHERE 0"
+        )
         cursor.close()
         self.connection.commit()
         marks = ", ".join("?" for _ in self.names)
@@ -202,7 +215,7 @@ def _sqlite_rows(batch: pd.DataFrame, columns: Sequence[Column]) -> list[tuple[A
             values = series.astype("boolean").astype(object).to_numpy()
             values = np.array([int(v) if v is not pd.NA else None for v in values], dtype=object)
         elif column.type is ColumnType.JSON:
-            values = np.array([json.dumps(v, sort_keys=True) for v in series], dtype=object)
+            values = _json_text(series).to_numpy(dtype=object)
         elif column.type is ColumnType.DECIMAL:
             values = series.astype("float64").to_numpy(dtype=object)
         else:

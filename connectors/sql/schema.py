@@ -73,7 +73,6 @@ def ensure_table(engine: sa.Engine, name: str, columns: Sequence[Column], key: s
         raise FatalError(
             "sql",
             f"table {name} has no primary key or unique index on {key}",
-            detail="an idempotent upsert needs one: CREATE UNIQUE INDEX ON "
-            f"{name} ({key})",
+            detail=f"an idempotent upsert needs one: CREATE UNIQUE INDEX ON {name} ({key})",
         )
     return table

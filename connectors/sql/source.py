@@ -87,9 +87,11 @@ class SqlTableSource:
             for record_batch in reader:
                 pending.append(record_batch)
                 pending_rows += record_batch.num_rows
-                if pending_rows >= batch_size:
-                    yield pa.Table.from_batches(pending).to_pandas()
-                    pending, pending_rows = [], 0
+                while pending_rows >= batch_size:
+                    table = pa.Table.from_batches(pending)
+                    yield table.slice(0, batch_size).to_pandas()
+                    rest = table.slice(batch_size)
+                    pending, pending_rows = rest.to_batches(), rest.num_rows
             if pending_rows:
                 yield pa.Table.from_batches(pending).to_pandas()
 

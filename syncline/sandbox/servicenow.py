@@ -40,14 +40,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import math
 import logging
+import math
 import random
 import re
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -94,8 +94,9 @@ class ServiceNowSandboxConfig(pydantic.BaseModel):
     sys_user: int = pydantic.Field(default=1_000, ge=0)
     seed: int = 42
     username: str = "admin"
-    password: str = "sandbox"
-    bearer_token: str = "sandbox-token"
+    # The sandbox's published demo credentials, not secrets.
+    password: str = "sandbox"  # noqa: S105
+    bearer_token: str = "sandbox-token"  # noqa: S105
     instance_url: str = "https://sandbox.service-now.com"
     rate_limit_per_hour: int | None = pydantic.Field(default=None, ge=1)
     invalid_query_returns_no_rows: bool = False
@@ -721,7 +722,9 @@ class ServiceNowSandbox:
             current = target
         return None
 
-    def _walker(self, table: TableDefinition, parts: Sequence[str]) -> Callable[[Record], str]:
+    def _walker(
+        self, table: TableDefinition, parts: Sequence[str]
+    ) -> Callable[[Mapping[str, str]], str]:
         hops: list[tuple[str, str]] = []
         current = table
         for part in parts[:-1]:
@@ -733,8 +736,8 @@ class ServiceNowSandbox:
             current = target
         last = parts[-1]
 
-        def read(record: Record) -> str:
-            current_record: Record | None = record
+        def read(record: Mapping[str, str]) -> str:
+            current_record: Mapping[str, str] | None = record
             for name, target_table in hops:
                 assert current_record is not None
                 current_record = self._lookup(target_table, current_record.get(name, ""))
@@ -1204,7 +1207,7 @@ class ServiceNowSandbox:
                 429,
                 "Too Many Requests",
                 "Rate limit exceeded",
-                {"Retry-After": _retry_after_header(faults.retry_after_seconds)},
+                {"Retry-After": "1"},
             )
         if faults.server_error_every and self._fault_counter % faults.server_error_every == 0:
             if faults.server_error_status == 503:
@@ -1247,8 +1250,8 @@ class ServiceNowSandbox:
             limit = DEFAULT_LIMIT
         selected = self.select(table_name, params.get("sysparm_query", ""))
         table = self._require_table(table_name)
-        columns = self._columns(table, _options(request))
-        result = [_render(record, columns) for record in selected[offset : offset + limit]]
+        render = self._projection(table, _options(request)).render
+        result = [render(record) for record in selected[offset : offset + limit]]
         total = len(selected)
         headers: dict[str, str] = {}
         count_wanted = not _flag(params.get("sysparm_no_count"))
@@ -1265,7 +1268,7 @@ class ServiceNowSandbox:
         record = self._find(table, sys_id)
         if record is None:
             raise _not_found()
-        return _json_response({"result": _render(record, self._columns(table, _options(request)))})
+        return _json_response({"result": self._projection(table, _options(request)).render(record)})
 
     def _http_create(
         self, request: Request, table_name: str, payload: Mapping[str, JsonValue], user: str
@@ -1281,7 +1284,7 @@ class ServiceNowSandbox:
         )
         location = f"{self.config.instance_url}/api/now/table/{table_name}/{record['sys_id']}"
         return _json_response(
-            {"result": _render(record, self._columns(table, _options(request)))},
+            {"result": self._projection(table, _options(request)).render(record)},
             status=201,
             headers={"Location": location},
         )
@@ -1307,7 +1310,7 @@ class ServiceNowSandbox:
             user=user,
             suppress_auto_sys_fields=_flag(params.get("sysparm_suppress_auto_sys_field")),
         )
-        return _json_response({"result": _render(record, self._columns(table, _options(request)))})
+        return _json_response({"result": self._projection(table, _options(request)).render(record)})
 
     def _http_delete(self, table_name: str, sys_id: str) -> Response:
         self._require_table(table_name)
@@ -1354,7 +1357,7 @@ class ServiceNowSandbox:
 
     # --- HTTP: rendering ------------------------------------------------------------------
 
-    def _columns(self, table: TableDefinition, options: _ListOptions) -> list[_Column]:
+    def _projection(self, table: TableDefinition, options: _ListOptions) -> _Projection:
         names = options.fields if options.fields is not None else tuple(table.fields)
         columns: list[_Column] = []
         for name in names:
@@ -1363,7 +1366,7 @@ class ServiceNowSandbox:
                 continue
             read = None if "." not in name else self._walker(table, name.split("."))
             columns.append((name, read, self._renderer(definition, options)))
-        return columns
+        return _Projection.of(columns)
 
     def _renderer(self, definition: FieldDefinition, options: _ListOptions) -> _Renderer:
         mode = options.display_value
@@ -1371,12 +1374,24 @@ class ServiceNowSandbox:
         target = definition.reference
         if target is not None:
             link_base = f"{self.config.instance_url}/api/now/table/{target}/"
+            if mode == "false":
+                if not with_link:
+                    return None
 
-            def reference(value: str) -> JsonValue:
-                if mode == "false":
-                    if not value or not with_link:
-                        return value
-                    return {"link": link_base + value, "value": value}
+                # Many records point at the same user, group or location; one shared
+                # object per referenced sys_id keeps a 10,000-record page cheap to build.
+                rendered_references: dict[str, JsonValue] = {"": ""}
+
+                def reference_value(value: str) -> JsonValue:
+                    rendered = rendered_references.get(value)
+                    if rendered is None:
+                        rendered = {"link": link_base + value, "value": value}
+                        rendered_references[value] = rendered
+                    return rendered
+
+                return reference_value
+
+            def reference_display(value: str) -> JsonValue:
                 display = self._display_of(target, value)
                 if mode == "true":
                     if not value or not with_link:
@@ -1388,7 +1403,7 @@ class ServiceNowSandbox:
                 rendered["value"] = value
                 return rendered
 
-            return reference
+            return reference_display
         if mode == "false":
             return None
         display = _display_formatter(definition)
@@ -1400,12 +1415,38 @@ class ServiceNowSandbox:
 _Column = tuple[str, Callable[[Record], str] | None, _Renderer]
 
 
-def _render(record: Record, columns: Sequence[_Column]) -> dict[str, JsonValue]:
-    rendered: dict[str, JsonValue] = {}
-    for name, read, render in columns:
-        value = record.get(name, "") if read is None else read(record)
-        rendered[name] = value if render is None else render(value)
-    return rendered
+@dataclass(frozen=True, slots=True)
+class _Projection:
+    """The response columns of a request and how to render each one.
+
+    Serving 50,000 records quickly matters (bulk syncs page through whole CMDB tables), so
+    when every column is a plain field and the stored record has exactly those fields, a
+    record renders as a C-level dict copy with only the re-rendered columns (references, or
+    display values) replaced, instead of a Python loop over every column.
+    """
+
+    columns: tuple[_Column, ...]
+    plain_keys: frozenset[str] | None
+    rerendered: tuple[tuple[str, Callable[[str], JsonValue]], ...]
+
+    @classmethod
+    def of(cls, columns: Sequence[_Column]) -> _Projection:
+        plain = all(read is None for _, read, _ in columns)
+        rerendered = tuple((name, render) for name, _, render in columns if render is not None)
+        keys = frozenset(name for name, _, _ in columns) if plain else None
+        return cls(tuple(columns), keys, rerendered)
+
+    def render(self, record: Record) -> dict[str, JsonValue]:
+        if self.plain_keys is not None and record.keys() == self.plain_keys:
+            copied: dict[str, JsonValue] = dict(record)
+            for name, rerender in self.rerendered:
+                copied[name] = rerender(record[name])
+            return copied
+        rendered: dict[str, JsonValue] = {}
+        for name, read, render in self.columns:
+            value = record.get(name, "") if read is None else read(record)
+            rendered[name] = value if render is None else render(value)
+        return rendered
 
 
 def _display_formatter(definition: FieldDefinition) -> Callable[[str], str]:
