@@ -83,6 +83,20 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _up(args: argparse.Namespace) -> int:
+    from syncline.devstack import up
+    from syncline.settings import SynclineSettings
+
+    return up(SynclineSettings().home)
+
+
+def _down(args: argparse.Namespace) -> int:
+    from syncline.devstack import down
+    from syncline.settings import SynclineSettings
+
+    return down(SynclineSettings().home)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="syncline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="cursor and dead letters per integration")
     status.set_defaults(handler=_status)
+    commands.add_parser("up", help="start Prefect server, worker, sandbox; deploy").set_defaults(
+        handler=_up
+    )
+    commands.add_parser("down", help="stop what `up` started").set_defaults(handler=_down)
     return parser
 
 

@@ -629,6 +629,20 @@ class ServiceNowSandbox:
             raise _invalid_table(name)
         return table
 
+    def _add_field(self, table: TableDefinition, name: str) -> FieldDefinition:
+        """Define ``name`` as a string column of ``table`` if it is new, and give the
+        table's existing records an empty value for it, as adding a column does."""
+        definition = table.fields.get(name)
+        if definition is not None:
+            return definition
+        definition = table.fields[name] = _STRING
+        belongs = self._belongs(table)
+        for record in self._store(self._storage_root(table.name)).records.values():
+            if belongs is None or belongs(record):
+                record.setdefault(name, "")
+        self._version += 1
+        return definition
+
     def _is_a(self, class_name: str, table: str) -> bool:
         current: str | None = class_name
         while current is not None:
@@ -796,8 +810,7 @@ class ServiceNowSandbox:
         with self._lock:
             definition = self._require_table(table, create=True)
             for name in fields:
-                if name not in definition.fields:
-                    definition.fields[name] = _STRING
+                self._add_field(definition, name)
             record = self._create(
                 definition,
                 {k: _stored_text(v) for k, v in fields.items()},
@@ -817,8 +830,7 @@ class ServiceNowSandbox:
             if record is None:
                 raise KeyError(f"no {table} record {sys_id}")
             for name in fields:
-                if name not in definition.fields:
-                    definition.fields[name] = _STRING
+                self._add_field(definition, name)
             self._modify(
                 definition,
                 record,
@@ -874,11 +886,24 @@ class ServiceNowSandbox:
                 raise ValueError(f"cannot touch {count} records: {table} has {len(candidates)}")
             rng = random.Random(f"touch:{self.config.seed}:{table}:{seed}")
             chosen = rng.sample(candidates, count)
+            pool = self._change_pool()
+            root = self._storage_root(definition.name)
+            text_fields = tuple(
+                name
+                for name, field_definition in definition.fields.items()
+                if field_definition.kind is FieldKind.STRING and not name.startswith("sys_")
+            )
             for sys_id in chosen:
                 record = self._find(definition, sys_id)
                 assert record is not None
-                changes, user = self._realistic_change(definition, record, rng)
-                self._modify(definition, record, changes, user=user, suppress_auto_sys_fields=False)
+                change = seed_data.realistic_change(root, record, rng, pool, text_fields)
+                self._modify(
+                    definition,
+                    record,
+                    change.fields,
+                    user=change.user,
+                    suppress_auto_sys_fields=False,
+                )
             return chosen
 
     # --- writes ---------------------------------------------------------------------------
@@ -966,7 +991,8 @@ class ServiceNowSandbox:
             record["impact"] = record.get("impact") or "3"
             record["urgency"] = record.get("urgency") or "3"
             record["opened_at"] = record.get("opened_at") or now_text
-            record["opened_by"] = record.get("opened_by") or record.get("caller_id", "")
+            # opened_by is whoever created the record: the API user when it is a user.
+            record["opened_by"] = record.get("opened_by") or self._user_sys_id(user)
         if inserting or {"impact", "urgency"} & written:
             derived = seed_data.PRIORITY_BY_IMPACT_URGENCY.get(
                 (record.get("impact", ""), record.get("urgency", ""))
@@ -982,136 +1008,34 @@ class ServiceNowSandbox:
                 record["closed_at"] = now_text
             record["active"] = "false" if state in ("6", "7", "8") else "true"
 
-    def _realistic_change(
-        self, table: TableDefinition, record: Record, rng: random.Random
-    ) -> tuple[dict[str, str], str]:
-        """One plausible edit of ``record`` and who would make it."""
-        root = self._storage_root(table.name)
-        if root == _CMDB_ROOT:
-            return self._ci_change(record, rng), "discovery"
-        if root == "incident":
-            return self._incident_change(record, rng), rng.choice(("admin", "itil", "system"))
-        if root == "sys_user":
-            return self._user_change(record, rng), "system"
-        text_fields = [
-            name
-            for name, definition in table.fields.items()
-            if definition.kind is FieldKind.STRING and not name.startswith("sys_")
-        ]
-        if not text_fields:
-            return {}, "system"
-        name = rng.choice(text_fields)
-        return {name: f"{record.get(name, '')} (updated {rng.randint(1, 9999)})".strip()}, (
-            "system"
-        )
+    def _user_sys_id(self, user_name: str) -> str:
+        for sys_id, user in self._store("sys_user").records.items():
+            if user.get("user_name") == user_name:
+                return sys_id
+        return ""
 
-    def _ci_change(self, record: Record, rng: random.Random) -> dict[str, str]:
-        changes: dict[str, str] = {}
-        kinds = rng.sample(
-            [
-                "os_version",
-                "ram",
-                "operational_status",
-                "disk_space",
-                "support_group",
-                "assigned_to",
-                "cpu_count",
-            ],
-            k=rng.randint(1, 2),
-        )
-        for kind in kinds:
-            if kind == "os_version":
-                version = record.get("os_version", "") or "1.0"
-                head, _, tail = version.rpartition(".")
-                if tail.isdigit():
-                    changes["os_version"] = (
-                        f"{head}.{int(tail) + 1}" if head else str(int(tail) + 1)
-                    )
-                else:
-                    changes["os_version"] = version + ".1"
-            elif kind == "ram":
-                ram = int(record.get("ram") or "4096")
-                changes["ram"] = str(ram * 2 if ram < 1_048_576 else ram // 2)
-            elif kind == "cpu_count":
-                cpus = int(record.get("cpu_count") or "2")
-                changes["cpu_count"] = str(cpus * 2 if cpus < 128 else cpus // 2)
-            elif kind == "disk_space":
-                disk = float(record.get("disk_space") or "100")
-                changes["disk_space"] = str(int(disk) + rng.choice((50, 100, 250, 500)))
-            elif kind == "operational_status":
-                current = record.get("operational_status", "1")
-                options = [value for value in ("1", "2", "3", "4", "5") if value != current]
-                changes["operational_status"] = rng.choice(options)
-            elif kind == "support_group":
-                groups = [
+    def _change_pool(self) -> seed_data.ChangePool:
+        def ids(table: str, *, active_only: bool = False) -> tuple[str, ...]:
+            records = self._store(table).records
+            return tuple(
+                sorted(
                     sys_id
-                    for sys_id in self._store("sys_user_group").records
-                    if sys_id != record.get("support_group")
-                ]
-                if groups:
-                    changes["support_group"] = rng.choice(sorted(groups))
-            elif kind == "assigned_to":
-                users = self._active_user_ids()
-                options = [sys_id for sys_id in users if sys_id != record.get("assigned_to")]
-                if options:
-                    changes["assigned_to"] = rng.choice(options)
-        if not changes:
-            changes["os_version"] = (record.get("os_version", "") or "1.0") + ".1"
-        return changes
+                    for sys_id, record in records.items()
+                    if not active_only or record.get("active") == "true"
+                )
+            )
 
-    def _active_user_ids(self) -> list[str]:
-        return sorted(
-            sys_id
-            for sys_id, user in self._store("sys_user").records.items()
-            if user.get("active") == "true"
+        return seed_data.ChangePool(
+            users=ids("sys_user", active_only=True),
+            groups=ids("sys_user_group"),
+            departments=ids("cmn_department"),
         )
-
-    def _incident_change(self, record: Record, rng: random.Random) -> dict[str, str]:
-        state = record.get("state", "1")
-        users = self._active_user_ids()
-        assignee = rng.choice(users) if users else ""
-        if state == "1":
-            return {"state": "2", "assigned_to": record.get("assigned_to") or assignee}
-        if state == "2":
-            if rng.random() < 0.6:
-                return {
-                    "state": "6",
-                    "close_code": "Solved (Permanently)",
-                    "close_notes": "Fixed and verified with the caller.",
-                }
-            return {"state": "3"}
-        if state == "3":
-            return {"state": "2"}
-        if state == "6":
-            return {"state": "7"}
-        return {"close_notes": (record.get("close_notes", "") + " Reviewed.").strip()}
-
-    def _user_change(self, record: Record, rng: random.Random) -> dict[str, str]:
-        choice = rng.randrange(3)
-        if choice == 0:
-            titles = (
-                "Senior Systems Engineer",
-                "Engineering Manager",
-                "Staff Engineer",
-                "Principal Engineer",
-                "Team Lead",
-            )
-            options = [title for title in titles if title != record.get("title")]
-            return {"title": rng.choice(options)}
-        if choice == 1:
-            departments = sorted(
-                sys_id
-                for sys_id in self._store("cmn_department").records
-                if sys_id != record.get("department")
-            )
-            if departments:
-                return {"department": rng.choice(departments)}
-        return {"phone": f"+44 20 7946 {rng.randint(0, 9999):04d}"}
 
     # --- HTTP: request pipeline -----------------------------------------------------------
 
     async def _handle(self, request: Request) -> Response:
-        self.stats.requests_total += 1
+        with self._lock:
+            self.stats.requests_total += 1
         try:
             response = await self._answer(request)
         except TableApiError as error:
@@ -1124,9 +1048,11 @@ class ServiceNowSandbox:
                 500, "Internal Server Error", "The sandbox failed to process the request"
             ).response()
         status = response.status_code
-        self.stats.responses_by_status[status] = self.stats.responses_by_status.get(status, 0) + 1
-        if status == 429:
-            self.stats.rate_limited += 1
+        with self._lock:
+            by_status = self.stats.responses_by_status
+            by_status[status] = by_status.get(status, 0) + 1
+            if status == 429:
+                self.stats.rate_limited += 1
         return response
 
     async def _answer(self, request: Request) -> Response:
@@ -1136,7 +1062,8 @@ class ServiceNowSandbox:
         with self._lock:
             limit_headers = self._count_against_hourly_limit()
         try:
-            self._inject_faults()
+            with self._lock:
+                self._inject_faults()
             body = await request.body() if request.method in ("POST", "PUT", "PATCH") else b""
             with self._lock:
                 response = self._route(request, body, user)
@@ -1207,7 +1134,7 @@ class ServiceNowSandbox:
                 429,
                 "Too Many Requests",
                 "Rate limit exceeded",
-                {"Retry-After": "1"},
+                {"Retry-After": _retry_after_header(faults.retry_after_seconds)},
             )
         if faults.server_error_every and self._fault_counter % faults.server_error_every == 0:
             if faults.server_error_status == 503:
@@ -1333,7 +1260,7 @@ class ServiceNowSandbox:
             if definition is None:
                 if table.declared or not _TABLE_NAME.fullmatch(name):
                     continue
-                definition = table.fields[name] = _STRING
+                definition = self._add_field(table, name)
             text = _stored_text(raw)
             if definition.reference is not None and text:
                 text = self._reference_value(definition.reference, text)
