@@ -87,6 +87,16 @@ def window_start(cursor: CursorValue | None, spec: CursorSpec | None) -> CursorV
     return cursor - spec.overlap_count
 
 
+def _read_until(started: datetime) -> datetime:
+    """The last whole second before the run began: the read window's fixed upper end.
+
+    Changes made while we read belong to the next run. Ending the window a full second before
+    the start means a record updated mid-read always *leaves* the window (its new timestamp is
+    later), which paged sources detect; it can never move within it and shift pages unseen.
+    """
+    return started.replace(microsecond=0) - timedelta(seconds=1)
+
+
 def row_hashes(frame: pd.DataFrame) -> list[str]:
     """A stable hash of each row as written, to recognise our own writes coming back."""
     return [

@@ -66,11 +66,12 @@ class _BearerAuth(httpx.Auth):
 class DriftCorrectingPaginator(LinkHeaderPaginator):
     """Link-header paging that does not skip records when the result set shrinks mid-read.
 
-    Offset paging over a live table skips a row whenever a row *before* the current offset
-    leaves the result set (it was updated, so it no longer matches the read window): every
-    later row moves up by one. The ``X-Total-Count`` of each page tells how many left; the next
-    offset is moved back by that many. Rows read twice are harmless (the engine dedupes by key);
-    rows skipped would be lost for good, since the cursor moves past them.
+    Offset paging over a live table skips rows whenever rows *before* the current offset leave
+    the result set (they were updated, so they no longer match the read window): every later
+    row moves up. Each page's ``X-Total-Count`` says how many left since the last page; the
+    rows skipped are the ones just before this page's offset, so the next request backs up by
+    that many. Rows read twice are harmless (the engine dedupes by key); rows skipped would be
+    lost for good, since the cursor moves past them.
     """
 
     def __init__(self) -> None:
@@ -88,17 +89,7 @@ class DriftCorrectingPaginator(LinkHeaderPaginator):
         if not shrunk:
             return following
         current = str(response.request.url)
-        next_offset = _offset_of(current) + _page_length(response) - shrunk
-        if total is not None and next_offset >= total:
-            return None
-        return PageRequest(
-            method="GET", url=_with_offset(following.url if following else current, next_offset)
-        )
-
-
-def _page_length(response: httpx.Response) -> int:
-    result = response.json().get("result")
-    return len(result) if isinstance(result, list) else 0
+        return PageRequest(method="GET", url=_with_offset(current, _offset_of(current) - shrunk))
 
 
 def _offset_of(url: str) -> int:
@@ -154,7 +145,6 @@ class ServiceNowClient(RestClient):
         params = {
             "sysparm_query": str(query),
             "sysparm_limit": str(page_size or self.settings.page_size),
-            "sysparm_offset": "0",
             "sysparm_display_value": display_value,
             "sysparm_exclude_reference_link": "true",
         }

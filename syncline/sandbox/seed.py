@@ -551,51 +551,56 @@ def _servers(
         updated, in_run = times.next()
         created = updated - int(draw() * 3 * SECONDS_PER_YEAR)
         created_text, updated_text = text(created), text(updated)
-        record = _system_fields(
-            new_sys_id(rng),
-            created_text,
-            "discovery" if discovery_source == "ServiceNow" else "admin",
-            updated_text,
-            "discovery" if in_run else _CI_UPDATERS[int(draw() * len(_CI_UPDATERS))],
-            0 if created == updated else 1 + int(draw() * 60),
+        # One dict literal per server: the fastest way CPython builds a 38-field record.
+        servers.append(
+            {
+                "sys_id": new_sys_id(rng),
+                "sys_created_on": created_text,
+                "sys_created_by": "discovery" if discovery_source == "ServiceNow" else "admin",
+                "sys_updated_on": updated_text,
+                "sys_updated_by": "discovery"
+                if in_run
+                else _CI_UPDATERS[int(draw() * len(_CI_UPDATERS))],
+                "sys_mod_count": "0" if created == updated else str(1 + int(draw() * 60)),
+                "name": name,
+                "sys_class_name": class_name,
+                "host_name": name,
+                "fqdn": f"{name}.{site_code}.corp.example.com",
+                "dns_domain": f"{site_code}.corp.example.com",
+                # Unique per server: 10.10.0.2, 10.10.0.3, ... 250 hosts per /24.
+                "ip_address": f"10.{index // 62_500 % 240 + 10}.{index // 250 % 250}."
+                f"{index % 250 + 2}",
+                "mac_address": _mac_address(rng, virtual=is_virtual),
+                "asset_tag": "" if is_virtual else f"P{1_000_000 + index}",
+                "serial_number": _virtual_serial(rng) if is_virtual else _hardware_serial(rng),
+                "os": os_name,
+                "os_version": versions[int(draw() * len(versions))],
+                "cpu_count": cpus[index],
+                "ram": rams[index],
+                "disk_space": disks[index],
+                "virtual": "true" if is_virtual else "false",
+                "manufacturer": companies[manufacturer]["sys_id"],
+                "model_number": models[int(draw() * len(models))],
+                "operational_status": status,
+                # cmdb_ci install_status: 1 Installed, 7 Retired; retired CIs are both.
+                "install_status": "7" if status == "6" else "1",
+                "used_for": used_for[index],
+                "location": location["sys_id"],
+                "assigned_to": assignees[index] if assigned_flags[index] else "",
+                "support_group": support_groups[index],
+                "short_description": f"{role_description} for {services[index]}",
+                "category": "Hardware",
+                "subcategory": "Computer",
+                "discovery_source": discovery_source,
+                "first_discovered": created_text if discovered else "",
+                "last_discovered": updated_text if discovered else "",
+                "install_date": created_text,
+                "warranty_expiration": ""
+                if is_virtual
+                else text(created + 3 * SECONDS_PER_YEAR)[:10],
+                "correlation_id": "",
+            }
         )
-        record.update(
-            name=name,
-            sys_class_name=class_name,
-            host_name=name,
-            fqdn=f"{name}.{site_code}.corp.example.com",
-            dns_domain=f"{site_code}.corp.example.com",
-            # Unique per server: 10.10.0.2, 10.10.0.3, ... 250 hosts per /24.
-            ip_address=f"10.{index // 62_500 % 240 + 10}.{index // 250 % 250}.{index % 250 + 2}",
-            mac_address=_mac_address(rng, virtual=is_virtual),
-            asset_tag="" if is_virtual else f"P{1_000_000 + index}",
-            serial_number=_virtual_serial(rng) if is_virtual else _hardware_serial(rng),
-            os=os_name,
-            os_version=versions[int(draw() * len(versions))],
-            cpu_count=cpus[index],
-            ram=rams[index],
-            disk_space=disks[index],
-            virtual="true" if is_virtual else "false",
-            manufacturer=companies[manufacturer]["sys_id"],
-            model_number=models[int(draw() * len(models))],
-            operational_status=status,
-            # cmdb_ci install_status: 1 Installed, 7 Retired; retired CIs are both.
-            install_status="7" if status == "6" else "1",
-            used_for=used_for[index],
-            location=location["sys_id"],
-            assigned_to=assignees[index] if assigned_flags[index] else "",
-            support_group=support_groups[index],
-            short_description=f"{role_description} for {services[index]}",
-            category="Hardware",
-            subcategory="Computer",
-            discovery_source=discovery_source,
-            first_discovered=created_text if discovered else "",
-            last_discovered=updated_text if discovered else "",
-            install_date=created_text,
-            warranty_expiration="" if is_virtual else text(created + 3 * SECONDS_PER_YEAR)[:10],
-            correlation_id="",
-        )
-        servers.append(record)
     return servers
 
 

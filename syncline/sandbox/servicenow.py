@@ -42,6 +42,7 @@ import base64
 import binascii
 import logging
 import math
+import operator
 import random
 import re
 import secrets
@@ -62,10 +63,12 @@ from starlette.routing import Route
 
 from syncline.sandbox import seed as seed_data
 from syncline.sandbox.encoded_query import (
+    EncodedQueryError,
     FieldAccess,
     FieldKind,
     compile_query,
     format_timestamp,
+    normalise_timestamp,
     order_records,
     parse,
 )
@@ -517,6 +520,17 @@ def _stored_text(value: JsonValue) -> str:
     return orjson.dumps(value).decode()
 
 
+def _canonical(definition: FieldDefinition, text: str) -> str:
+    """Date-times are stored as ``YYYY-MM-DD HH:MM:SS`` whatever form they were written in
+    (``2024-01-02T03:04:05`` too), so they sort and compare as text."""
+    if definition.kind is FieldKind.DATETIME and text:
+        try:
+            return normalise_timestamp(text)
+        except EncodedQueryError:
+            return text
+    return text
+
+
 def _retry_after_header(seconds: float) -> str:
     """Integer seconds, rounded up; under half a second becomes "0"."""
     if seconds < 0.5:
@@ -764,7 +778,7 @@ class ServiceNowSandbox:
 
     # --- queries --------------------------------------------------------------------------
 
-    def select(self, table_name: str, query_text: str = "") -> list[Record]:
+    def _select(self, table_name: str, query_text: str = "") -> list[Record]:
         """Stored records of ``table_name`` matching an encoded query, in response order.
 
         Results are cached per (table, query) until the next write, so paging through a large
@@ -813,7 +827,7 @@ class ServiceNowSandbox:
                 self._add_field(definition, name)
             record = self._create(
                 definition,
-                {k: _stored_text(v) for k, v in fields.items()},
+                self._stored_fields(definition, fields),
                 user=user,
                 suppress_auto_sys_fields=False,
             )
@@ -834,7 +848,7 @@ class ServiceNowSandbox:
             self._modify(
                 definition,
                 record,
-                {k: _stored_text(v) for k, v in fields.items()},
+                self._stored_fields(definition, fields),
                 user=user,
                 suppress_auto_sys_fields=False,
             )
@@ -1175,7 +1189,7 @@ class ServiceNowSandbox:
         limit = _integer_param(params.get("sysparm_limit"))
         if limit is None or limit <= 0:
             limit = DEFAULT_LIMIT
-        selected = self.select(table_name, params.get("sysparm_query", ""))
+        selected = self._select(table_name, params.get("sysparm_query", ""))
         table = self._require_table(table_name)
         render = self._projection(table, _options(request)).render
         result = [render(record) for record in selected[offset : offset + limit]]
@@ -1267,8 +1281,16 @@ class ServiceNowSandbox:
             elif input_display_value and definition.choices is not None:
                 by_label = {label.casefold(): value for value, label in definition.choices.items()}
                 text = by_label.get(text.casefold(), text)
-            fields[name] = text
+            fields[name] = _canonical(definition, text)
         return fields
+
+    def _stored_fields(
+        self, table: TableDefinition, fields: Mapping[str, JsonValue]
+    ) -> dict[str, str]:
+        return {
+            name: _canonical(table.fields.get(name, _STRING), _stored_text(value))
+            for name, value in fields.items()
+        }
 
     def _reference_value(self, target_table: str, text: str) -> str:
         if self._lookup(target_table, text) is not None:
@@ -1346,30 +1368,47 @@ _Column = tuple[str, Callable[[Record], str] | None, _Renderer]
 class _Projection:
     """The response columns of a request and how to render each one.
 
-    Serving 50,000 records quickly matters (bulk syncs page through whole CMDB tables), so
-    when every column is a plain field and the stored record has exactly those fields, a
-    record renders as a C-level dict copy with only the re-rendered columns (references, or
-    display values) replaced, instead of a Python loop over every column.
+    Serving 50,000 records quickly matters (bulk syncs page through whole CMDB tables). When
+    every column is a plain field of the stored record, a record renders without a Python
+    loop over its columns: the stored dict itself when it has exactly those fields and none
+    needs re-rendering, otherwise a C-level copy or ``itemgetter`` pick, with only the
+    re-rendered columns (references, display values) replaced.
     """
 
     columns: tuple[_Column, ...]
+    names: tuple[str, ...]
     plain_keys: frozenset[str] | None
+    pick: Callable[[Record], tuple[str, ...]] | None
     rerendered: tuple[tuple[str, Callable[[str], JsonValue]], ...]
 
     @classmethod
     def of(cls, columns: Sequence[_Column]) -> _Projection:
+        names = tuple(name for name, _, _ in columns)
         plain = all(read is None for _, read, _ in columns)
         rerendered = tuple((name, render) for name, _, render in columns if render is not None)
-        keys = frozenset(name for name, _, _ in columns) if plain else None
-        return cls(tuple(columns), keys, rerendered)
+        keys = frozenset(names) if plain else None
+        pick: Callable[[Record], tuple[str, ...]] | None = None
+        if plain and len(names) >= 2:
+            pick = operator.itemgetter(*names)
+        return cls(tuple(columns), names, keys, pick, rerendered)
 
-    def render(self, record: Record) -> dict[str, JsonValue]:
-        if self.plain_keys is not None and record.keys() == self.plain_keys:
-            copied: dict[str, JsonValue] = dict(record)
-            for name, rerender in self.rerendered:
-                copied[name] = rerender(record[name])
-            return copied
-        rendered: dict[str, JsonValue] = {}
+    def render(self, record: Record) -> Mapping[str, JsonValue]:
+        """The record as the response shows it. May be the stored dict itself when nothing
+        needs re-rendering: callers serialise it at once, under the sandbox lock."""
+        keys = self.plain_keys
+        if keys is not None:
+            rendered: dict[str, JsonValue] | None = None
+            if record.keys() == keys:
+                if not self.rerendered:
+                    return record
+                rendered = dict(record)
+            elif self.pick is not None and keys <= record.keys():
+                rendered = dict(zip(self.names, self.pick(record), strict=True))
+            if rendered is not None:
+                for name, rerender in self.rerendered:
+                    rendered[name] = rerender(record[name])
+                return rendered
+        rendered = {}
         for name, read, render in self.columns:
             value = record.get(name, "") if read is None else read(record)
             rendered[name] = value if render is None else render(value)

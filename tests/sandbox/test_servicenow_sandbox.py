@@ -379,11 +379,31 @@ async def test_fields_projection_skips_unknown_names_and_dot_walks(
             "sysparm_limit": 20,
         },
     )
+    seeded_id_by_ip = {r["ip_address"]: r["sys_id"] for r in seeded.records("cmdb_ci_server")}
     for record in response.json()["result"]:
         assert list(record) == ["name", "ip_address", "assigned_to.name", "assigned_to"]
         user = seeded.get("sys_user", record["assigned_to"]["value"])
         assert user is not None
         assert record["assigned_to.name"] == user["name"]
+
+    plain = await api.get(
+        "/api/now/table/cmdb_ci_server",
+        params={
+            "sysparm_fields": "ip_address,name,assigned_to,location",
+            "sysparm_exclude_reference_link": "true",
+            "sysparm_limit": 20,
+        },
+    )
+    for record in plain.json()["result"]:
+        stored = seeded.get("cmdb_ci_server", seeded_id_by_ip[record["ip_address"]])
+        assert stored is not None
+        assert record == {
+            "ip_address": stored["ip_address"],
+            "name": stored["name"],
+            "assigned_to": stored["assigned_to"],
+            "location": stored["location"],
+        }
+        assert list(record) == ["ip_address", "name", "assigned_to", "location"]
 
 
 @pytest.mark.anyio
@@ -712,6 +732,10 @@ def test_insert_fills_system_fields(instance: ServiceNowSandbox) -> None:
     assert inserted["sys_class_name"] == "cmdb_ci_server"
     assert inserted["u_rack"] == "R12"
     assert instance.count("cmdb_ci_server") == 2_501
+    # A new column reaches every record of the table, empty.
+    assert all(record["u_rack"] in ("", "R12") for record in instance.records("cmdb_ci_server"))
+    incident = instance.insert("incident", {"opened_at": "2025-05-30T08:15:00"})
+    assert incident["opened_at"] == "2025-05-30 08:15:00"  # stored in the canonical form
 
 
 @pytest.mark.anyio

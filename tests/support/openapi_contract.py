@@ -91,7 +91,7 @@ class HttpxOpenAPIRequest:
 
     @property
     def content_type(self) -> str:
-        return self._request.headers.get("content-type", "").lower()
+        return str(self._request.headers.get("content-type", "")).lower()
 
 
 @dataclass(frozen=True)
