@@ -78,12 +78,9 @@ def up(home: Path) -> int:
     }
     print("Starting the local stack:")
     server_env = {key: value for key, value in env.items() if key != "PREFECT_API_URL"}
-    _start(
-        "prefect-server",
-        [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(PREFECT_PORT)],
-        server_env,
-        run_dir,
-    )  # fmt: skip
+    prefect = str(bin_dir / "prefect")
+    server = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(PREFECT_PORT)]
+    _start("prefect-server", server, server_env, run_dir)
     _start(
         "sandbox",
         [str(bin_dir / "syncline"), "sandbox", "--port", str(SANDBOX_PORT)],

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -312,12 +312,10 @@ def normalise_timestamp(value: str) -> str:
 
 # --- comparison ---------------------------------------------------------------------------
 
-# Sort keys are (present, number) / (present, text) tuples: empty values sort first
-# ascending, as NULLs do in ServiceNow's database.
-SortKey = tuple[bool, float] | tuple[bool, str]
-
 
 def _number(text: str) -> float | None:
+    if not text:
+        return None
     try:
         number = float(text.replace(",", ""))
     except ValueError:
@@ -347,32 +345,30 @@ def _comparable(kind: FieldKind, text: str) -> float | str | None:
     return text.casefold()
 
 
-def sort_key(kind: FieldKind, text: str) -> SortKey:
+def sort_key(kind: FieldKind, text: str) -> float | str:
+    """A plain number or string per kind (cheaper to sort than tuples): empty and unreadable
+    values sort first ascending, as NULLs do in ServiceNow's database."""
     comparable = _comparable(kind, text)
-    if comparable is None:
-        return (False, "")
-    if isinstance(comparable, float):
-        return (True, comparable)
-    return (True, comparable)
+    if kind in (FieldKind.INTEGER, FieldKind.DECIMAL):
+        return comparable if isinstance(comparable, float) else -math.inf
+    return comparable if isinstance(comparable, str) else ""
 
 
-def _equality_form(kind: FieldKind, text: str) -> str:
-    """Canonical text for ``=``/``!=``/``IN``: numbers compare by value, booleans accept
+def _equality_form(kind: FieldKind) -> Callable[[str], Hashable]:
+    """The canonical value for ``=``/``!=``/``IN``: numbers compare by value, booleans accept
     ``1``/``0``, strings compare case-insensitively like the instance's database."""
     if kind in (FieldKind.INTEGER, FieldKind.DECIMAL):
-        number = _number(text) if text != "" else None
-        return "" if number is None else repr(number)
+        return _number
     if kind is FieldKind.BOOLEAN:
-        lowered = text.strip().lower()
-        return {"1": "true", "0": "false"}.get(lowered, lowered)
-    if kind is FieldKind.DATETIME and text:
-        try:
-            return normalise_timestamp(text)
-        except EncodedQueryError:
-            return text
+        return lambda text: _BOOLEAN_SPELLINGS.get(text.strip().lower(), text.strip().lower())
+    if kind is FieldKind.DATETIME:
+        return lambda text: (_comparable(kind, text) or text) if text else ""
     if kind is FieldKind.REFERENCE:
-        return text.strip().lower()
-    return text.casefold()
+        return lambda text: text.strip().lower()
+    return str.casefold
+
+
+_BOOLEAN_SPELLINGS = {"1": "true", "0": "false"}
 
 
 def _range_operand(kind: FieldKind, value: str, now: datetime) -> float | str | None:
@@ -394,20 +390,20 @@ def _compile_condition(condition: Condition, access: FieldAccess, now: datetime)
     if operator is Operator.ANYTHING:
         return lambda record: True
 
+    canonical = _equality_form(kind)
     if operator in (Operator.EQUALS, Operator.NOT_EQUALS):
-        expected = _equality_form(kind, resolve_value(condition.value, now))
+        expected = canonical(resolve_value(condition.value, now))
         if operator is Operator.EQUALS:
-            return lambda record: _equality_form(kind, read(record)) == expected
-        return lambda record: _equality_form(kind, read(record)) != expected
+            return lambda record: canonical(read(record)) == expected
+        return lambda record: canonical(read(record)) != expected
 
     if operator in (Operator.IN, Operator.NOT_IN):
         members = frozenset(
-            _equality_form(kind, resolve_value(member, now))
-            for member in condition.value.split(",")
+            canonical(resolve_value(member, now)) for member in condition.value.split(",")
         )
         if operator is Operator.IN:
-            return lambda record: _equality_form(kind, read(record)) in members
-        return lambda record: _equality_form(kind, read(record)) not in members
+            return lambda record: canonical(read(record)) in members
+        return lambda record: canonical(read(record)) not in members
 
     if operator in (
         Operator.LIKE,

@@ -634,7 +634,8 @@ def _incidents(
         resolved = state in ("6", "7")
         resolved_at = rng.randint(opened + 300, updated) if resolved else 0
         closed_at = updated if state == "7" else 0
-        assignee = "" if state == "1" and rng.random() < 0.7 else rng.choice(active_users)["sys_id"]
+        unassigned = not active_users or (state == "1" and rng.random() < 0.7)
+        assignee = "" if unassigned else rng.choice(active_users)["sys_id"]
         mod_count = rng.randint(1, 25) if state != "1" else rng.randint(0, 3)
         caller_id = caller["sys_id"] if caller is not None else ""
         record = _system_fields(

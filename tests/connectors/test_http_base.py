@@ -70,7 +70,13 @@ def test_retries_transient_failures_until_success() -> None:
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [(400, FatalError), (401, AuthError), (403, AuthError), (404, NotFoundError), (422, FatalError)],
+    [
+        (400, FatalError),
+        (401, AuthError),
+        (403, AuthError),
+        (404, NotFoundError),
+        (422, FatalError),
+    ],
 )
 def test_client_errors_are_fatal_and_never_retried(status: int, error: type[Exception]) -> None:
     server = Server(httpx.Response(status, text="nope"))
@@ -84,9 +90,7 @@ def test_client_errors_are_fatal_and_never_retried(status: int, error: type[Exce
 
 
 def test_retry_after_is_honoured_and_pauses_every_request() -> None:
-    server = Server(
-        httpx.Response(429, headers={"Retry-After": "1"}), httpx.Response(200, json={})
-    )
+    server = Server(httpx.Response(429, headers={"Retry-After": "1"}), httpx.Response(200, json={}))
     rest = client(server)
     started = time.monotonic()
     get(rest)
@@ -134,10 +138,8 @@ def test_errors_and_logs_never_carry_the_query_string_or_credentials(
 
 def test_remaining_zero_waits_for_the_reset() -> None:
     reset_at = time.time() + 1
-    server = Server(
-        httpx.Response(200, headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset_at)}),
-        httpx.Response(200),
-    )  # fmt: skip
+    exhausted = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset_at)}
+    server = Server(httpx.Response(200, headers=exhausted), httpx.Response(200))
     rest = client(server)
 
     async def twice() -> float:
@@ -198,7 +200,9 @@ def paged(paginator: object, pages: dict[str, httpx.Response]) -> list[object]:
 def test_link_header_pagination() -> None:
     pages = {
         "/items": httpx.Response(
-            200, json={"items": [1]}, headers={"Link": '<https://vendor.example/items?p=2>; rel="next"'}
+            200,
+            json={"items": [1]},
+            headers={"Link": '<https://vendor.example/items?p=2>; rel="next"'},
         ),
         "/items?p=2": httpx.Response(200, json={"items": [2]}),
     }
@@ -207,7 +211,9 @@ def test_link_header_pagination() -> None:
 
 def test_next_url_pagination() -> None:
     pages = {
-        "/items": httpx.Response(200, json={"items": [1], "done": False, "nextRecordsUrl": "/items/2"}),
+        "/items": httpx.Response(
+            200, json={"items": [1], "done": False, "nextRecordsUrl": "/items/2"}
+        ),
         "/items/2": httpx.Response(200, json={"items": [2], "done": True}),
     }
     assert paged(NextUrlPaginator(), pages) == [[1], [2]]
@@ -216,7 +222,9 @@ def test_next_url_pagination() -> None:
 def test_cursor_token_pagination() -> None:
     pages = {
         '/search {"q":"x"}': httpx.Response(200, json={"items": [1], "nextPageToken": "t2"}),
-        '/search {"q":"x","nextPageToken":"t2"}': httpx.Response(200, json={"items": [2], "isLast": True}),
+        '/search {"q":"x","nextPageToken":"t2"}': httpx.Response(
+            200, json={"items": [2], "isLast": True}
+        ),
     }
     assert paged(CursorTokenPaginator(), pages) == [[1], [2]]
 

@@ -168,7 +168,8 @@ def test_upsert_by_correlation_creates_then_updates_then_leaves_alone(
 
 
 @pytest.mark.parametrize(
-    ("table", "correlation"), [("sys_user", "employee_number"), ("cmdb_ci_server", "correlation_id")]
+    ("table", "correlation"),
+    [("sys_user", "employee_number"), ("cmdb_ci_server", "correlation_id")],
 )
 def test_create_update_and_lookup_on_other_tables(
     sandbox: ServiceNowSandbox, contract: OpenAPIContract, table: str, correlation: str
