@@ -21,6 +21,7 @@ export SYNCLINE_SERVICENOW_PASSWORD ?= sandbox
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	mkdir -p $(PREFECT_HOME)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
