@@ -11,11 +11,20 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
-import threading
 import time
 
+import sqlalchemy as sa
+
+from connectors.sql import make_engine
+from syncline.sandbox.server import BackgroundServer, build_app
+from syncline.sandbox.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
+from syncline.settings import SynclineSettings
+from syncline.specs import IntegrationSpec, find_spec
+from syncline.state import Ledger, dead_letters
+from syncline.sync import SyncSummary, summary_row
+
+# Before Prefect is imported (the flows are, later): no telemetry, a patient first start.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -25,28 +34,11 @@ INTEGRATION = "cmdb-nightly"
 CIS = int(os.environ.get("SYNCLINE_DEMO_CIS", "50000"))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _say(text: str) -> None:
     print(text, flush=True)
 
 
 def main() -> int:
-    import sqlalchemy as sa
-    import uvicorn
-
-    from connectors.sql import make_engine
-    from syncline.sandbox.server import build_app
-    from syncline.sandbox.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
-    from syncline.settings import SynclineSettings
-    from syncline.specs import find_spec
-    from syncline.state import Ledger, dead_letters
-    from syncline.sync import SyncSummary, summary_row
-
     settings = SynclineSettings()
     reporting_url = os.environ.setdefault(
         "SYNCLINE_REPORTING_DB_URL", f"sqlite:///{settings.home / 'reporting.db'}"
@@ -57,52 +49,10 @@ def main() -> int:
     started = time.perf_counter()
     _say(f"Seeding a ServiceNow sandbox with {CIS:,} servers ...")
     sandbox = ServiceNowSandbox(ServiceNowSandboxConfig(cmdb_ci_server=CIS))
-    port = _free_port()
-    os.environ["SYNCLINE_SERVICENOW_URL"] = f"http://127.0.0.1:{port}"
-    server = uvicorn.Server(
-        uvicorn.Config(build_app(sandbox), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-
-    # A demo starts from scratch each time: forget the cursor, the report and the dead letters.
-    spec = find_spec(settings.specs_dir, INTEGRATION)
-    ledger = Ledger(settings.ledger())
-    ledger.reset_cursor(INTEGRATION)
-    with ledger.engine.begin() as connection:
-        connection.execute(sa.delete(dead_letters).where(dead_letters.c.integration == INTEGRATION))
-    reporting = make_engine(reporting_url)
-    with reporting.begin() as connection:
-        connection.execute(sa.text(f"DROP TABLE IF EXISTS {spec.target.object}"))
-
-    from flows.scheduled_sync import scheduled_sync
-
-    def show(title: str, summary: SyncSummary) -> None:
-        row = summary_row(summary)
-        _say(f"\n{title}")
-        for name in ("read", "created", "updated", "unchanged", "dead_lettered",
-                     "cursor_before", "cursor_after", "api_calls", "duration_s"):  # fmt: skip
-            _say(f"  {name:<14} {row[name]}")
-
-    try:
-        _say("Run 1: full load (the first run has no cursor) ...")
-        show("Run 1 (first, full)", scheduled_sync(INTEGRATION))
-
-        changed = sandbox.touch("cmdb_ci_server", CIS // 100, seed=int(time.time()))
-        for name, ram in (("demo-bad-ram", "a lot"), ("demo-bad-status", "16")):
-            sandbox.insert(
-                "cmdb_ci_server",
-                {"name": name, "ram": ram, "install_status": "1",
-                 "operational_status": "1" if name.endswith("ram") else "99"},
-            )  # fmt: skip
-        _say(f"\nChanged {len(changed):,} CIs in the sandbox and added 2 that cannot be mapped.")
-        _say("Run 2: incremental ...")
-        show("Run 2 (incremental)", scheduled_sync(INTEGRATION))
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    spec, ledger, reporting = _fresh_state(settings, reporting_url)
+    with BackgroundServer(build_app(sandbox)) as server:
+        os.environ["SYNCLINE_SERVICENOW_URL"] = server.url
+        _run_twice(sandbox)
 
     with reporting.connect() as connection:
         rows = connection.execute(sa.text(f"SELECT count(*) FROM {spec.target.object}")).scalar()
@@ -123,6 +73,45 @@ def main() -> int:
     )
     ledger.dispose()
     return 0
+
+
+def _fresh_state(
+    settings: SynclineSettings, reporting_url: str
+) -> tuple[IntegrationSpec, Ledger, sa.Engine]:
+    """A demo starts from scratch each time: no cursor, no report, no dead letters."""
+    spec = find_spec(settings.specs_dir, INTEGRATION)
+    ledger = Ledger(settings.ledger())
+    ledger.reset_cursor(INTEGRATION)
+    with ledger.engine.begin() as connection:
+        connection.execute(sa.delete(dead_letters).where(dead_letters.c.integration == INTEGRATION))
+    reporting = make_engine(reporting_url)
+    with reporting.begin() as connection:
+        connection.execute(sa.text(f"DROP TABLE IF EXISTS {spec.target.object}"))
+    return spec, ledger, reporting
+
+
+def _show(title: str, summary: SyncSummary) -> None:
+    row = summary_row(summary)
+    _say(f"\n{title}")
+    for name in ("read", "created", "updated", "unchanged", "dead_lettered",
+                 "cursor_before", "cursor_after", "api_calls", "duration_s"):  # fmt: skip
+        _say(f"  {name:<14} {row[name]}")
+
+
+def _run_twice(sandbox: ServiceNowSandbox) -> None:
+    from flows.scheduled_sync import scheduled_sync
+
+    _say("Run 1: full load (the first run has no cursor) ...")
+    _show("Run 1 (first, full)", scheduled_sync(INTEGRATION))
+    changed = sandbox.touch("cmdb_ci_server", CIS // 100, seed=int(time.time()))
+    for name, ram, status in (("demo-bad-ram", "a lot", "1"), ("demo-bad-status", "16", "99")):
+        sandbox.insert(
+            "cmdb_ci_server",
+            {"name": name, "ram": ram, "install_status": "1", "operational_status": status},
+        )
+    _say(f"\nChanged {len(changed):,} CIs in the sandbox and added 2 that cannot be mapped.")
+    _say("Run 2: incremental ...")
+    _show("Run 2 (incremental)", scheduled_sync(INTEGRATION))
 
 
 if __name__ == "__main__":

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +16,8 @@ os.environ["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"] = "200"
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 
+from syncline.sandbox.server import BackgroundServer
 from syncline.sandbox.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,39 +39,9 @@ def sandbox_transport(sandbox: ServiceNowSandbox) -> httpx.ASGITransport:
     return httpx.ASGITransport(app=sandbox.app)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class LoopbackServer:
-    """An ASGI app served by uvicorn on 127.0.0.1 in a background thread."""
-
-    def __init__(self, app: object) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LoopbackServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("loopback server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture
-def sandbox_server(sandbox: ServiceNowSandbox) -> Iterator[LoopbackServer]:
-    with LoopbackServer(sandbox.app) as server:
+def sandbox_server(sandbox: ServiceNowSandbox) -> Iterator[BackgroundServer]:
+    with BackgroundServer(sandbox.app) as server:
         yield server
 
 

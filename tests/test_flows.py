@@ -24,10 +24,11 @@ from prefect.states import State
 from connectors.sql import make_engine
 from flows.replay import replay
 from flows.scheduled_sync import scheduled_sync
+from syncline.sandbox.server import BackgroundServer
 from syncline.sandbox.servicenow import ServiceNowSandbox
 from syncline.state import Ledger
 from syncline.sync import SyncSummary
-from tests.conftest import ROOT, SPECS_DIR, LoopbackServer
+from tests.conftest import ROOT, SPECS_DIR
 
 pytestmark = pytest.mark.prefect
 INTEGRATION = "cmdb-nightly"
@@ -36,7 +37,7 @@ INTEGRATION = "cmdb-nightly"
 @pytest.fixture
 def environment(
     prefect_server: str,
-    sandbox_server: LoopbackServer,
+    sandbox_server: BackgroundServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> dict[str, str]:

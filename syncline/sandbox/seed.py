@@ -325,9 +325,10 @@ def new_sys_id(rng: random.Random) -> str:
 
 
 def _weighted(rng: random.Random, options: Sequence[tuple[str, int]], count: int) -> list[str]:
-    values = [value for value, _ in options]
-    weights = [weight for _, weight in options]
-    return rng.choices(values, weights=weights, k=count)
+    """``count`` values drawn with the given integer weights. Each value is repeated by its
+    weight and drawn uniformly, which is faster than ``choices(weights=...)``'s bisection."""
+    expanded = [value for value, weight in options for _ in range(weight)]
+    return rng.choices(expanded, k=count)
 
 
 def _system_fields(

@@ -11,9 +11,12 @@ Run it with ``python -m syncline.sandbox.server --port 8701``.
 from __future__ import annotations
 
 import argparse
+import socket
+import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 import pydantic
 import uvicorn
@@ -177,3 +180,40 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+class BackgroundServer:
+    """An ASGI app served by uvicorn on 127.0.0.1 from a daemon thread of this process.
+
+    For tests, the demo and benchmarks: ``with BackgroundServer(app) as server: server.url``.
+    Port 0 picks a free port.
+    """
+
+    def __init__(self, app: Any, *, port: int = 0, startup_timeout: float = 10.0) -> None:
+        self.port = port or _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._startup_timeout = startup_timeout
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        deadline = time.monotonic() + self._startup_timeout
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"the server on {self.url} did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -37,8 +37,8 @@ _HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "p
 
 
 def specs_dir() -> Path:
-    """The shared vendor descriptions: ``$SYNCLINE_SPECS_DIR`` or ``<repo>/../shared/specs``."""
-    override = os.environ.get("SYNCLINE_SPECS_DIR")
+    """Vendor descriptions: ``$SYNCLINE_VENDOR_SPECS_DIR``, else ``<repo>/../shared/specs``."""
+    override = os.environ.get("SYNCLINE_VENDOR_SPECS_DIR")
     if override:
         return Path(override)
     return Path(__file__).resolve().parents[2].parent / "shared" / "specs"
