@@ -9,9 +9,15 @@ comes back "unchanged". Either way the end state is that of one clean run.
 from __future__ import annotations
 
 import asyncio
+from uuid import UUID
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    acreate_progress_artifact,
+    aupdate_progress_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 from prefect.runtime import flow_run
 
 from flows._prefect import load_block_value
@@ -20,7 +26,7 @@ from syncline.reporting import summary_markdown
 from syncline.settings import SynclineSettings, fault_point
 from syncline.specs import find_spec
 from syncline.state import Ledger
-from syncline.sync import SyncSummary, run_sync, summary_row
+from syncline.sync import SyncProgress, SyncSummary, run_sync, summary_row
 
 
 @task(name="sync-records", persist_result=True)
@@ -34,6 +40,7 @@ async def _sync_records(integration: str, full_refresh: bool) -> SyncSummary:
     factory = ConnectorFactory(load_block=load_block_value)
     ledger = Ledger(settings.ledger())
     source, target = factory.source(spec), factory.target(spec)
+    progress = ProgressArtifact(integration)
     try:
         return await run_sync(
             spec,
@@ -42,11 +49,33 @@ async def _sync_records(integration: str, full_refresh: bool) -> SyncSummary:
             ledger,
             flow_run_id=str(flow_run.get_id() or "") or None,
             full_refresh=full_refresh,
+            on_progress=progress.update,
         )
     finally:
         await source.aclose()
         await target.aclose()
         ledger.dispose()
+
+
+class ProgressArtifact:
+    """A progress bar in the UI for reads whose size the source tells (ServiceNow does)."""
+
+    def __init__(self, integration: str) -> None:
+        self.integration = integration
+        self.artifact_id: UUID | None = None
+
+    async def update(self, progress: SyncProgress) -> None:
+        percent = progress.percent
+        if percent is None:
+            return
+        if self.artifact_id is None:
+            self.artifact_id = await acreate_progress_artifact(
+                percent,
+                key=f"sync-{self.integration}-progress",
+                description=f"{self.integration}: records read of {progress.expected:,}",
+            )
+        else:
+            await aupdate_progress_artifact(self.artifact_id, percent)
 
 
 @task(name="commit-cursor")

@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,6 +43,12 @@ class SyncProgress(BaseModel):
     written: int
     dead_lettered: int
     expected: int | None = None
+
+    @property
+    def percent(self) -> float | None:
+        if not self.expected:
+            return None
+        return min(100.0, 100.0 * self.read / self.expected)
 
 
 class SyncSummary(BaseModel):
@@ -128,7 +134,7 @@ async def run_sync(
     *,
     flow_run_id: str | None = None,
     full_refresh: bool = False,
-    on_progress: Callable[[SyncProgress], None] | None = None,
+    on_progress: Callable[[SyncProgress], Awaitable[None]] | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> SyncSummary:
     """Read everything changed since the cursor, map it, upsert it; report what happened."""
@@ -186,12 +192,13 @@ async def run_sync(
         summary.unchanged += result.unchanged
         summary.dead_lettered += len(mapped.rejected) + len(result.rejected)
         if on_progress is not None:
-            on_progress(
+            await on_progress(
                 SyncProgress(
                     batches=summary.batches,
                     read=summary.read,
                     written=summary.written,
                     dead_lettered=summary.dead_lettered,
+                    expected=source.expected_rows(),
                 )
             )
         log.info(

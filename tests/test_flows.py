@@ -141,6 +141,8 @@ def test_first_run_loads_every_ci_then_one_percent_change_updates_exactly_those(
     assert artifact is not None
     table = json.loads(str(artifact.data))
     assert table[0]["updated"] == len(changed) and table[0]["created"] == 0
+    progress = Artifact.get(f"sync-{INTEGRATION}-progress")
+    assert progress is not None and float(str(progress.data)) == 100.0
 
 
 def test_records_changed_at_the_cursor_boundary_are_neither_lost_nor_doubled(

@@ -81,6 +81,10 @@ class RecordSource(Protocol):
         """The newest cursor value in ``batch``, in the cursor's own type."""
         ...
 
+    def expected_rows(self) -> int | None:
+        """How many records the read under way will yield, when the system says so."""
+        ...
+
     def call_stats(self) -> CallStats | None:
         """Requests made so far, for connectors that speak HTTP."""
         ...

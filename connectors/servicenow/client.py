@@ -111,6 +111,8 @@ class ServiceNowClient(RestClient):
         self, settings: ServiceNowSettings, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self.settings = settings
+        # X-Total-Count of the last page read: how many records the current read will yield.
+        self.last_total_count: int | None = None
         super().__init__(
             settings.instance_url.rstrip("/"),
             auth=settings.auth(),
@@ -152,6 +154,8 @@ class ServiceNowClient(RestClient):
             params["sysparm_fields"] = ",".join(fields)
         first = PageRequest(method="GET", url=self.table_path(table), params=params)
         async for response in self.paginate(first, DriftCorrectingPaginator()):
+            total = response.headers.get("X-Total-Count", "")
+            self.last_total_count = int(total) if total.isdigit() else None
             page = ListResult.model_validate_json(response.content).result
             yield [flatten_record(record) for record in page]
 

@@ -69,6 +69,9 @@ class ServiceNowTableSource:
         if pending:
             yield pd.DataFrame.from_records(pending, columns=fields)
 
+    def expected_rows(self) -> int | None:
+        return self.client.last_total_count
+
     def max_cursor(self, batch: pd.DataFrame, cursor_field: str) -> CursorValue | None:
         values = batch[cursor_field].dropna()
         values = values[values != ""]

@@ -102,6 +102,10 @@ class SqlTableSource:
             for rows in result.partitions(batch_size):
                 yield pd.DataFrame.from_records(rows, columns=names)
 
+    def expected_rows(self) -> int | None:
+        # Counting first would cost a second scan of the window; progress shows rows instead.
+        return None
+
     def max_cursor(self, batch: pd.DataFrame, cursor_field: str) -> CursorValue | None:
         value = batch[cursor_field].max()
         if value is None or pd.isna(value):
