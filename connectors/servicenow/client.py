@@ -42,6 +42,10 @@ class ServiceNowSettings(BaseModel):
     password: SecretStr | None = None
     token: SecretStr | None = Field(default=None, description="OAuth bearer token")
     page_size: int = Field(default=1_000, ge=1, le=10_000)
+    display_value: DisplayValue = Field(
+        default="false",
+        description="reads: raw values (false), display values (true) or both (all)",
+    )
     requests_per_second: float | None = Field(default=None, gt=0)
     timeout_seconds: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=6, ge=1)
@@ -140,14 +144,14 @@ class ServiceNowClient(RestClient):
         *,
         query: EncodedQuery | str = "",
         fields: Iterable[str] | None = None,
-        display_value: DisplayValue = "false",
+        display_value: DisplayValue | None = None,
         page_size: int | None = None,
     ) -> AsyncIterator[list[dict[str, Any]]]:
         """Yield the matching records page by page, references flattened to their sys_id."""
         params = {
             "sysparm_query": str(query),
             "sysparm_limit": str(page_size or self.settings.page_size),
-            "sysparm_display_value": display_value,
+            "sysparm_display_value": display_value or self.settings.display_value,
             "sysparm_exclude_reference_link": "true",
         }
         if fields:

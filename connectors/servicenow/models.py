@@ -28,15 +28,26 @@ class TableRecord(BaseModel):
     sys_updated_on: str | None = None
 
 
-def flatten_value(value: Any) -> Any:
-    """A reference ``{"link": …, "value": sys_id}`` becomes its ``value``; others pass."""
-    if isinstance(value, dict) and "value" in value:
-        return value["value"]
-    return value
-
-
 def flatten_record(record: dict[str, Any]) -> dict[str, Any]:
-    return {name: flatten_value(value) for name, value in record.items()}
+    """Plain fields from the Table API's shapes.
+
+    A reference ``{"link": …, "value": sys_id}`` becomes its ``value``; with
+    ``sysparm_display_value=true`` a reference ``{"display_value": …, "link": …}`` becomes its
+    display value; with ``all``, ``{"display_value": d, "value": v}`` becomes ``name: v`` plus
+    ``name.display: d``, so a mapping can take either.
+    """
+    flat: dict[str, Any] = {}
+    for name, value in record.items():
+        if isinstance(value, dict):
+            if "value" in value:
+                flat[name] = value["value"]
+                if "display_value" in value:
+                    flat[f"{name}.display"] = value["display_value"]
+            else:
+                flat[name] = value.get("display_value", "")
+        else:
+            flat[name] = value
+    return flat
 
 
 class ListResult(BaseModel):

@@ -210,3 +210,42 @@ def test_a_request_outside_the_description_is_caught(contract: OpenAPIContract) 
         "GET", f"{SANDBOX_URL}/api/now/table/incident", params={"sysparm_limt": "10"}
     )
     assert contract.problems(request), "a misspelt parameter must not validate"
+
+
+@pytest.mark.parametrize(
+    ("display_value", "expected"),
+    [("false", "raw"), ("true", "display"), ("all", "both")],
+)
+def test_display_values(
+    sandbox: ServiceNowSandbox, contract: OpenAPIContract, display_value: str, expected: str
+) -> None:
+    client = make_client(CheckedTransport(sandbox, contract), display_value=display_value)
+    incident = sandbox.records("incident")[0]
+    user = sandbox.get("sys_user", incident["caller_id"])
+    assert user is not None
+
+    async def first() -> dict[str, object]:
+        query = EncodedQuery().where("sys_id", "=", incident["sys_id"])
+        async for page in client.iter_pages(
+            "incident", query=query, fields=["priority", "caller_id"]
+        ):
+            await client.aclose()
+            return page[0]
+        raise AssertionError("no page")
+
+    record = asyncio.run(first())
+    labels = {
+        "1": "1 - Critical",
+        "2": "2 - High",
+        "3": "3 - Moderate",
+        "4": "4 - Low",
+        "5": "5 - Planning",
+    }
+    raw = {"priority": incident["priority"], "caller_id": incident["caller_id"]}
+    display = {"priority": labels[incident["priority"]], "caller_id": user["name"]}
+    if expected == "raw":
+        assert record == raw
+    elif expected == "display":
+        assert record == display
+    else:
+        assert record == raw | {f"{k}.display": v for k, v in display.items()}
