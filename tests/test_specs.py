@@ -116,3 +116,16 @@ def test_environment_defaults_and_missing_variables(tmp_path: Path) -> None:
     assert "source.connection.instance_url: environment variable SN_URL_NOT_SET is not set" in str(
         caught.value
     )
+
+
+def test_validate_command_fails_with_every_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_variant(tmp_path, "overlap: 5m", "overlap: soon")
+    (tmp_path / "other.yaml").write_text("name: other\nsource: {}\ntarget: {}\n")
+    code = main(["validate", "--specs-dir", str(tmp_path), "--prefect-yaml", "/nonexistent"])
+    assert code == 1
+    errors = capsys.readouterr().err
+    assert f"{tmp_path / 'cmdb_nightly.yaml'}:" in errors and "source.cursor.overlap" in errors
+    assert f"{tmp_path / 'other.yaml'}:2: source.connector: required field is missing" in errors
+    assert "mapping: required field is missing" in errors
