@@ -6,6 +6,7 @@ of a real instance has to cope with: the ``{"result": ...}`` envelope with every
 string, reference fields as ``{"link", "value"}``, encoded queries, offset paging with
 ``Link`` and ``X-Total-Count`` headers, display values, the error body, HTTP Basic auth,
 hourly rate-limit headers and injected faults (429 with ``Retry-After``, 500/503, latency).
+The tables and fields it defines are in ``servicenow_schema``.
 
 The simulator deliberately shares no code with the ServiceNow connector: a simulator built on
 the client's code would share its mistakes.
@@ -72,6 +73,15 @@ from syncline.sandbox.encoded_query import (
     order_records,
     parse,
 )
+from syncline.sandbox.servicenow_schema import (
+    CMDB_CI_FIELDS,
+    CMDB_ROOT,
+    STRING,
+    SYSTEM_FIELDS,
+    FieldDefinition,
+    TableDefinition,
+    defined_tables,
+)
 
 Record = dict[str, str]
 JsonValue = Any
@@ -123,270 +133,6 @@ class SandboxStats(pydantic.BaseModel):
     requests_total: int = 0
     responses_by_status: dict[int, int] = pydantic.Field(default_factory=dict)
     rate_limited: int = 0
-
-
-# --- data dictionary ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class FieldDefinition:
-    kind: FieldKind = FieldKind.STRING
-    reference: str | None = None
-    choices: Mapping[str, str] | None = None
-
-
-@dataclass(slots=True)
-class TableDefinition:
-    """One table of the data dictionary. ``parent`` links CMDB classes; ``declared`` is False
-    for tables the sandbox created on a first POST, which accept any field."""
-
-    name: str
-    fields: dict[str, FieldDefinition]
-    display_field: str = "name"
-    parent: str | None = None
-    declared: bool = True
-    label: str = ""
-
-
-_STRING = FieldDefinition()
-_DATETIME = FieldDefinition(FieldKind.DATETIME)
-_INTEGER = FieldDefinition(FieldKind.INTEGER)
-_BOOLEAN = FieldDefinition(FieldKind.BOOLEAN)
-
-
-def _reference(table: str) -> FieldDefinition:
-    return FieldDefinition(FieldKind.REFERENCE, reference=table)
-
-
-def _choice(kind: FieldKind, labels: Mapping[str, str]) -> FieldDefinition:
-    return FieldDefinition(kind, choices=labels)
-
-
-_SYSTEM_FIELDS: dict[str, FieldDefinition] = {
-    "sys_id": _STRING,
-    "sys_created_on": _DATETIME,
-    "sys_created_by": _STRING,
-    "sys_updated_on": _DATETIME,
-    "sys_updated_by": _STRING,
-    "sys_mod_count": _INTEGER,
-}
-_CMDB_CLASS_LABELS = {
-    "cmdb_ci": "Configuration Item",
-    "cmdb_ci_hardware": "Hardware",
-    "cmdb_ci_computer": "Computer",
-    "cmdb_ci_server": "Server",
-    "cmdb_ci_linux_server": "Linux Server",
-    "cmdb_ci_win_server": "Windows Server",
-    "cmdb_ci_unix_server": "UNIX Server",
-    "cmdb_ci_aix_server": "AIX Server",
-    "cmdb_ci_solaris_server": "Solaris Server",
-    "cmdb_ci_esx_server": "ESX Server",
-}
-_CMDB_PARENTS = {
-    "cmdb_ci_hardware": "cmdb_ci",
-    "cmdb_ci_computer": "cmdb_ci_hardware",
-    "cmdb_ci_server": "cmdb_ci_computer",
-    "cmdb_ci_linux_server": "cmdb_ci_server",
-    "cmdb_ci_win_server": "cmdb_ci_server",
-    "cmdb_ci_unix_server": "cmdb_ci_server",
-    "cmdb_ci_aix_server": "cmdb_ci_unix_server",
-    "cmdb_ci_solaris_server": "cmdb_ci_unix_server",
-    "cmdb_ci_esx_server": "cmdb_ci_server",
-}
-_CMDB_ROOT = "cmdb_ci"
-_OPERATIONAL_STATUS_LABELS = {
-    "1": "Operational",
-    "2": "Non-Operational",
-    "3": "Repair in Progress",
-    "4": "DR Standby",
-    "5": "Ready",
-    "6": "Retired",
-}
-_INSTALL_STATUS_LABELS = {
-    "1": "Installed",
-    "2": "On Order",
-    "3": "In Maintenance",
-    "4": "Pending Install",
-    "5": "Pending Repair",
-    "6": "In Stock",
-    "7": "Retired",
-    "8": "Stolen",
-    "100": "Absent",
-}
-_USED_FOR_LABELS = {
-    value: value
-    for value in (
-        "Production",
-        "Staging",
-        "QA",
-        "Development",
-        "Test",
-        "Demonstration",
-        "Training",
-        "Disaster recovery",
-    )
-}
-_CMDB_CI_FIELDS: dict[str, FieldDefinition] = _SYSTEM_FIELDS | {
-    "name": _STRING,
-    "sys_class_name": _choice(FieldKind.STRING, _CMDB_CLASS_LABELS),
-    "asset_tag": _STRING,
-    "serial_number": _STRING,
-    "ip_address": _STRING,
-    "mac_address": _STRING,
-    "fqdn": _STRING,
-    "dns_domain": _STRING,
-    "operational_status": _choice(FieldKind.INTEGER, _OPERATIONAL_STATUS_LABELS),
-    "install_status": _choice(FieldKind.INTEGER, _INSTALL_STATUS_LABELS),
-    "used_for": _choice(FieldKind.STRING, _USED_FOR_LABELS),
-    "location": _reference("cmn_location"),
-    "assigned_to": _reference("sys_user"),
-    "support_group": _reference("sys_user_group"),
-    "manufacturer": _reference("core_company"),
-    "model_number": _STRING,
-    "short_description": _STRING,
-    "category": _STRING,
-    "subcategory": _STRING,
-    "discovery_source": _STRING,
-    "first_discovered": _DATETIME,
-    "last_discovered": _DATETIME,
-    "install_date": _DATETIME,
-    "warranty_expiration": FieldDefinition(FieldKind.DATE),
-    "correlation_id": _STRING,
-}
-# cmdb_ci_computer adds the host fields that cmdb_ci_server and its subclasses inherit.
-_COMPUTER_FIELDS: dict[str, FieldDefinition] = _CMDB_CI_FIELDS | {
-    "host_name": _STRING,
-    "os": _STRING,
-    "os_version": _STRING,
-    "cpu_count": _INTEGER,
-    "ram": _INTEGER,
-    "disk_space": FieldDefinition(FieldKind.DECIMAL),
-    "virtual": _BOOLEAN,
-}
-_IMPACT_URGENCY_LABELS = {"1": "1 - High", "2": "2 - Medium", "3": "3 - Low"}
-_INCIDENT_STATE_LABELS = {
-    "1": "New",
-    "2": "In Progress",
-    "3": "On Hold",
-    "6": "Resolved",
-    "7": "Closed",
-    "8": "Canceled",
-}
-_INCIDENT_FIELDS: dict[str, FieldDefinition] = _SYSTEM_FIELDS | {
-    "number": _STRING,
-    "short_description": _STRING,
-    "description": _STRING,
-    "category": _choice(
-        FieldKind.STRING,
-        {
-            "inquiry": "Inquiry / Help",
-            "software": "Software",
-            "hardware": "Hardware",
-            "network": "Network",
-            "database": "Database",
-        },
-    ),
-    "impact": _choice(FieldKind.INTEGER, _IMPACT_URGENCY_LABELS),
-    "urgency": _choice(FieldKind.INTEGER, _IMPACT_URGENCY_LABELS),
-    "priority": _choice(
-        FieldKind.INTEGER,
-        {
-            "1": "1 - Critical",
-            "2": "2 - High",
-            "3": "3 - Moderate",
-            "4": "4 - Low",
-            "5": "5 - Planning",
-        },
-    ),
-    "state": _choice(FieldKind.INTEGER, _INCIDENT_STATE_LABELS),
-    "incident_state": _choice(FieldKind.INTEGER, _INCIDENT_STATE_LABELS),
-    "active": _BOOLEAN,
-    "caller_id": _reference("sys_user"),
-    "opened_by": _reference("sys_user"),
-    "assigned_to": _reference("sys_user"),
-    "assignment_group": _reference("sys_user_group"),
-    "cmdb_ci": _reference("cmdb_ci"),
-    "correlation_id": _STRING,
-    "correlation_display": _STRING,
-    "contact_type": _choice(
-        FieldKind.STRING,
-        {
-            "email": "Email",
-            "phone": "Phone",
-            "self-service": "Self-service",
-            "walk-in": "Walk-in",
-            "integration": "Integration",
-        },
-    ),
-    "opened_at": _DATETIME,
-    "resolved_at": _DATETIME,
-    "closed_at": _DATETIME,
-    "close_code": _STRING,
-    "close_notes": _STRING,
-    "sys_class_name": _STRING,
-}
-_SYS_USER_FIELDS: dict[str, FieldDefinition] = _SYSTEM_FIELDS | {
-    "user_name": _STRING,
-    "first_name": _STRING,
-    "last_name": _STRING,
-    "name": _STRING,
-    "email": _STRING,
-    "title": _STRING,
-    "department": _reference("cmn_department"),
-    "manager": _reference("sys_user"),
-    "active": _BOOLEAN,
-    "employee_number": _STRING,
-    "phone": _STRING,
-    "locked_out": _BOOLEAN,
-    "sys_class_name": _STRING,
-}
-
-
-def _defined_tables() -> dict[str, TableDefinition]:
-    tables = {
-        "incident": TableDefinition("incident", dict(_INCIDENT_FIELDS), "number"),
-        "sys_user": TableDefinition("sys_user", dict(_SYS_USER_FIELDS)),
-        "sys_user_group": TableDefinition(
-            "sys_user_group",
-            _SYSTEM_FIELDS
-            | {
-                "name": _STRING,
-                "description": _STRING,
-                "email": _STRING,
-                "active": _BOOLEAN,
-                "type": _STRING,
-                "manager": _reference("sys_user"),
-            },
-        ),
-        "cmn_location": TableDefinition(
-            "cmn_location",
-            _SYSTEM_FIELDS
-            | {"name": _STRING, "city": _STRING, "country": _STRING, "u_site_code": _STRING},
-        ),
-        "core_company": TableDefinition(
-            "core_company",
-            _SYSTEM_FIELDS
-            | {
-                "name": _STRING,
-                "manufacturer": _BOOLEAN,
-                "vendor": _BOOLEAN,
-                "website": _STRING,
-            },
-        ),
-        "cmn_department": TableDefinition(
-            "cmn_department",
-            _SYSTEM_FIELDS | {"name": _STRING, "id": _STRING, "description": _STRING},
-        ),
-        _CMDB_ROOT: TableDefinition(
-            _CMDB_ROOT, dict(_CMDB_CI_FIELDS), label=_CMDB_CLASS_LABELS[_CMDB_ROOT]
-        ),
-    }
-    for name, parent in _CMDB_PARENTS.items():
-        fields = _CMDB_CI_FIELDS if name == "cmdb_ci_hardware" else _COMPUTER_FIELDS
-        tables[name] = TableDefinition(
-            name, dict(fields), parent=parent, label=_CMDB_CLASS_LABELS[name]
-        )
-    return tables
 
 
 # --- errors and responses -----------------------------------------------------------------
@@ -550,7 +296,7 @@ class ServiceNowSandbox:
         self.stats = SandboxStats()
         self._clock = _Clock(now)
         self._lock = threading.RLock()
-        self._tables = _defined_tables()
+        self._tables = defined_tables()
         self._stores: dict[str, _Store] = {}
         self._version = 0
         self._result_cache: OrderedDict[tuple[str, str, str], tuple[int, list[Record]]] = (
@@ -601,11 +347,11 @@ class ServiceNowSandbox:
     # --- tables ---------------------------------------------------------------------------
 
     def _storage_root(self, table: str) -> str:
-        return _CMDB_ROOT if self._is_cmdb(table) else table
+        return CMDB_ROOT if self._is_cmdb(table) else table
 
     @staticmethod
     def _is_cmdb(table: str) -> bool:
-        return table == _CMDB_ROOT or table.startswith(_CMDB_ROOT + "_")
+        return table == CMDB_ROOT or table.startswith(CMDB_ROOT + "_")
 
     def _store(self, root: str) -> _Store:
         store = self._stores.get(root)
@@ -623,12 +369,12 @@ class ServiceNowSandbox:
             return None
         if self._is_cmdb(name):
             table = TableDefinition(
-                name, dict(_CMDB_CI_FIELDS), parent=_CMDB_ROOT, declared=False, label=name
+                name, dict(CMDB_CI_FIELDS), parent=CMDB_ROOT, declared=False, label=name
             )
         elif create:
             table = TableDefinition(
                 name,
-                dict(_SYSTEM_FIELDS) | {"sys_class_name": _STRING},
+                dict(SYSTEM_FIELDS) | {"sys_class_name": STRING},
                 display_field="sys_id",
                 declared=False,
             )
@@ -649,7 +395,7 @@ class ServiceNowSandbox:
         definition = table.fields.get(name)
         if definition is not None:
             return definition
-        definition = table.fields[name] = _STRING
+        definition = table.fields[name] = STRING
         belongs = self._belongs(table)
         for record in self._store(self._storage_root(table.name)).records.values():
             if belongs is None or belongs(record):
@@ -666,7 +412,7 @@ class ServiceNowSandbox:
             current = (
                 definition.parent
                 if definition is not None
-                else (_CMDB_ROOT if self._is_cmdb(current) and current != _CMDB_ROOT else None)
+                else (CMDB_ROOT if self._is_cmdb(current) and current != CMDB_ROOT else None)
             )
         return False
 
@@ -1288,7 +1034,7 @@ class ServiceNowSandbox:
         self, table: TableDefinition, fields: Mapping[str, JsonValue]
     ) -> dict[str, str]:
         return {
-            name: _canonical(table.fields.get(name, _STRING), _stored_text(value))
+            name: _canonical(table.fields.get(name, STRING), _stored_text(value))
             for name, value in fields.items()
         }
 
