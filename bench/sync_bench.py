@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 
-# Before anything imports Prefect (the engine imports no Prefect, but be safe): no telemetry.
+# No telemetry, set before anything could import Prefect (the engine itself does not).
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
 
@@ -32,10 +32,8 @@ import logging
 import multiprocessing
 import platform
 import resource
-import socket
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -154,6 +152,9 @@ class TimedSource:
 
     def max_cursor(self, batch: pd.DataFrame, cursor_field: str) -> CursorValue | None:
         return self.inner.max_cursor(batch, cursor_field)
+
+    def expected_rows(self) -> int | None:
+        return self.inner.expected_rows()
 
     def call_stats(self) -> CallStats | None:
         return self.inner.call_stats()
@@ -414,41 +415,10 @@ def run_sql_job(job: SqlJob) -> PhaseResult:
     return result
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class LoopbackServer:
-    """An ASGI app served by uvicorn on 127.0.0.1 in a background thread."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LoopbackServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("loopback server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 def run_servicenow_job(job: ServiceNowJob) -> PhaseResult:
     import httpx
 
+    from syncline.sandbox.server import BackgroundServer
     from syncline.sandbox.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
 
     quiet_logs()
@@ -477,7 +447,7 @@ def run_servicenow_job(job: ServiceNowJob) -> PhaseResult:
         )
 
     if job.transport == "loopback":
-        with LoopbackServer(sandbox.app) as server:
+        with BackgroundServer(sandbox.app) as server:
             result, summary = asyncio.run(go(environ(server.url), {}))
     else:
         transport = httpx.ASGITransport(app=sandbox.app)
@@ -557,8 +527,13 @@ class BenchDatabase:
             result = connection.execute(sa.text(sql), params)
             return result.scalar() if result.returns_rows else result.rowcount
 
-    def checkpoint(self) -> None:
-        """Flush dirty pages before a timed phase, so one phase does not pay for the last."""
+    def settle(self) -> None:
+        """Before a timed phase: vacuum and analyze what earlier phases wrote, then checkpoint.
+
+        A nightly run finds its tables vacuumed and analyzed; without this, autovacuum of the
+        last phase's million rows competes for the two cores with the next timed phase.
+        """
+        self.execute("VACUUM ANALYZE")
         # Not a superuser: fine, only less reproducible.
         with contextlib.suppress(sa.exc.DBAPIError):
             self.execute("CHECKPOINT")
@@ -621,7 +596,9 @@ def change_one_percent(db: BenchDatabase, rows: int) -> int:
 
 
 def newest_change(db: BenchDatabase) -> datetime:
-    return db.execute(f"SELECT max(updated_at) FROM {SOURCE_TABLE}")  # type: ignore[no-any-return]
+    newest = db.execute(f"SELECT max(updated_at) FROM {SOURCE_TABLE}")
+    assert isinstance(newest, datetime)
+    return newest
 
 
 def rows_since(db: BenchDatabase, since: datetime) -> int:
@@ -668,7 +645,7 @@ def postgres_scenarios(args: argparse.Namespace, workdir: Path, figures: Figures
             candidates = [args.batch_size] if args.batch_size else list(BATCH_CANDIDATES)
             full_runs: dict[int, PhaseResult] = {}
             for batch in candidates:
-                db.checkpoint()
+                db.settle()
                 progress(f"1(a) PostgreSQL full run, batch_size {batch:,}")
                 full_runs[batch] = in_subprocess(
                     run_sql_job,
@@ -691,7 +668,7 @@ def postgres_scenarios(args: argparse.Namespace, workdir: Path, figures: Figures
                     + ")"
                 )
 
-            db.checkpoint()
+            db.settle()
             progress(f"1(b) PostgreSQL rerun, nothing changed, batch_size {chosen:,}")
             rerun = in_subprocess(
                 run_sql_job,
@@ -708,7 +685,7 @@ def postgres_scenarios(args: argparse.Namespace, workdir: Path, figures: Figures
             cursor = newest_change(db)
             changed = change_one_percent(db, rows)
             expected_read = rows_since(db, cursor - OVERLAP)
-            db.checkpoint()
+            db.settle()
             progress(f"1(c) PostgreSQL incremental, {changed:,} rows changed")
             incremental = in_subprocess(
                 run_sql_job,
@@ -740,6 +717,7 @@ def postgres_scenarios(args: argparse.Namespace, workdir: Path, figures: Figures
             batch_for_sqlite = args.batch_size or BATCH_CANDIDATES[0]
 
         if "sqlite" in args.scenarios:
+            db.settle()
             progress(f"2 PostgreSQL -> SQLite full run, batch_size {batch_for_sqlite:,}")
             sqlite_job = SqlJob(
                 label=f"2 pg -> sqlite full (batch {batch_for_sqlite:,})",
