@@ -144,11 +144,7 @@ async def run_sync(
     window = ReadWindow(
         cursor_field=cursor_spec.field if cursor_spec else None,
         since=window_start(before, cursor_spec),
-        # Changes made while we read belong to the next run: a fixed upper bound keeps the
-        # result set from growing under our pages.
-        until=started.replace(microsecond=0)
-        if cursor_spec and cursor_spec.type == "datetime"
-        else None,
+        until=_read_until(started) if cursor_spec and cursor_spec.type == "datetime" else None,
         batch_size=spec.batch_size,
     )
     summary = SyncSummary(
