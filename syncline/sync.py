@@ -10,11 +10,13 @@ record already written, so nothing is duplicated and nothing is lost.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -111,6 +113,44 @@ def row_hashes(frame: pd.DataFrame) -> list[str]:
     ]
 
 
+class ReadAhead:
+    """Reads the next batch while the current one is mapped and written.
+
+    Reading starts as soon as this is made (so it also overlaps the target's preparation);
+    at most ``depth`` batches wait, so memory stays bounded by the batch size.
+    """
+
+    def __init__(self, batches: AsyncIterator[pd.DataFrame], depth: int = 1) -> None:
+        self._queue: asyncio.Queue[pd.DataFrame | Exception | None] = asyncio.Queue(depth)
+        self._producer = asyncio.create_task(self._produce(batches))
+
+    async def _produce(self, batches: AsyncIterator[pd.DataFrame]) -> None:
+        try:
+            async for batch in batches:
+                await self._queue.put(batch)
+        except Exception as error:  # handed to the consumer, raised there
+            await self._queue.put(error)
+            return
+        await self._queue.put(None)
+
+    def __aiter__(self) -> AsyncIterator[pd.DataFrame]:
+        return self._consume()
+
+    async def _consume(self) -> AsyncIterator[pd.DataFrame]:
+        try:
+            while (item := await self._queue.get()) is not None:
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        self._producer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._producer
+
+
 def _newest(a: CursorValue | None, b: CursorValue | None) -> CursorValue | None:
     if a is None:
         return b
@@ -163,11 +203,16 @@ async def run_sync(
         window.since or "the beginning",
     )
     mapper = RecordMapper(spec)
-    await target.prepare(spec.target_columns(), spec.target.key)
+    batches = ReadAhead(source.read(window))
+    try:
+        await target.prepare(spec.target_columns(), spec.target.key)
+    except BaseException:
+        await batches.aclose()
+        raise
     pending_dead_letters = ledger.pending_dead_letter_keys(spec.name)
     newest: CursorValue | None = None
     clock = time.perf_counter()
-    async for batch in source.read(window):
+    async for batch in batches:
         summary.batches += 1
         summary.read += len(batch)
         if window.cursor_field:

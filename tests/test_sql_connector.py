@@ -113,3 +113,31 @@ def test_existing_table_without_a_unique_key_is_refused(database_url: str) -> No
         connection.execute(sa.text(f"CREATE TABLE servers ({names})"))
     with pytest.raises(FatalError, match="no primary key or unique index on id"):
         asyncio.run(SqlTableTarget(engine, "servers").prepare(COLUMNS, "id"))
+
+
+def test_first_load_appends_then_merges_when_keys_already_exist(database_url: str) -> None:
+    """Batches go straight in while the keys are new; the first known key switches to merging."""
+
+    async def scenario() -> list[tuple[list[str], list[str], int]]:
+        target = SqlTableTarget(make_engine(database_url), "servers")
+        await target.prepare(COLUMNS[:-1], "id")  # no JSON column: PostgreSQL COPYs directly
+        outcomes = []
+        for batch in (
+            frame([("a", "web-1", 1, 0.0, True, T0, []), ("b", "web-2", 2, 0.0, True, T0, [])]),
+            frame([("c", "web-3", 3, 0.0, True, T0, [])]),
+            frame([("b", "web-2", 20, 0.0, True, T0, []), ("d", "web-4", 4, 0.0, True, T0, [])]),
+            frame([("a", "web-1", 1, 0.0, True, T0, []), ("e", "web-5", 5, 0.0, True, T0, [])]),
+        ):
+            result = await target.upsert(batch, "id")
+            outcomes.append((sorted(result.created), sorted(result.updated), result.unchanged))
+        await target.aclose()
+        return outcomes
+
+    assert asyncio.run(scenario()) == [
+        (["a", "b"], [], 0),
+        (["c"], [], 0),
+        (["d"], ["b"], 0),
+        (["e"], [], 1),
+    ]
+    assert [row[0] for row in rows_of(database_url)] == ["a", "b", "c", "d", "e"]
+    assert rows_of(database_url)[1] == ("b", "web-2", 20, True)

@@ -1,19 +1,30 @@
-"""Set-based upserts: stage a batch, then one UPDATE and one INSERT apply it.
+"""Bulk upserts that write only what changed and report exactly what they did.
 
-    UPDATE target SET … FROM stage WHERE target.key = stage.key
-           AND (target.a IS DISTINCT FROM stage.a OR …)          RETURNING key  -- updated
-    INSERT INTO target SELECT … FROM stage
-           WHERE NOT EXISTS (SELECT 1 FROM target WHERE key = stage.key) RETURNING key  -- created
+Each batch is applied in one transaction, whole or not at all, in one of two ways:
 
-Rows that already hold the values are not rewritten (no write amplification, no WAL, and the
-count of unchanged rows is exact). Both statements run in one transaction per batch: a batch is
-applied whole or not at all. The same SQL runs on PostgreSQL and on SQLite (3.33+ for
-UPDATE … FROM, 3.35+ for RETURNING); only the staging load differs by dialect.
+- **append**: while the target holds none of the batch's keys (a first load), rows go straight
+  in (PostgreSQL: binary COPY from Arrow; SQLite: one prepared INSERT). A key that is already
+  there aborts the attempt (unique violation) and the batch is applied by upsert instead; every
+  later batch is upserted too.
+- **upsert**: the batch is staged in a temporary table and merged by key, skipping rows that
+  already hold the values, so reruns cause no writes and "unchanged" is exact:
+
+  PostgreSQL, one statement (``xmax = 0`` marks rows this statement inserted)::
+
+    INSERT INTO target AS t SELECT … FROM stage
+    ON CONFLICT (key) DO UPDATE SET … WHERE t.a IS DISTINCT FROM EXCLUDED.a OR …
+    RETURNING key, (xmax = 0)
+
+  SQLite, whose RETURNING cannot tell an insert from an update::
+
+    UPDATE target AS t SET … FROM stage WHERE t.key = stage.key AND (t.a IS NOT stage.a …)
+    INSERT INTO target SELECT … FROM stage WHERE NOT EXISTS (… same key …)
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -47,62 +58,39 @@ class BulkWriter(Protocol):
     def close(self) -> None: ...
 
 
-class _SetBasedUpsert:
-    """The dialect-independent part: identifiers and the two statements."""
+class _TargetTable:
+    """Quoted names of the target, its columns and its key, for one dialect."""
 
     def __init__(self, engine: sa.Engine, table: str, columns: Sequence[Column], key: str) -> None:
         self.engine = engine
         self.columns = list(columns)
         self.key = key
         quote = engine.dialect.identifier_preparer.quote
+        self.quote = quote
         schema, name = split_name(table)
         self.target = f"{quote(schema)}.{quote(name)}" if schema else quote(name)
-        self.quote = quote
         self.names = [col.name for col in self.columns]
+        self.column_list = ", ".join(quote(name) for name in self.names)
+        self.others = [col for col in self.columns if col.name != key]
 
-    def staged(self, column: Column) -> str:
-        """How a staged value is read: JSON is staged as text and cast back."""
-        ref = f"s.{self.quote(column.name)}"
-        if column.type is ColumnType.JSON and self.engine.dialect.name == "postgresql":
-            return f"CAST({ref} AS jsonb)"
-        return ref
-
-    def update_sql(self) -> str:
-        key = self.quote(self.key)
-        others = [col for col in self.columns if col.name != self.key]
-        if not others:
-            return ""
-        assignments = ", ".join(f"{self.quote(col.name)} = {self.staged(col)}" for col in others)
-        differs = " OR ".join(
-            f"t.{self.quote(col.name)} IS DISTINCT FROM {self.staged(col)}" for col in others
-        )
-        # SQLite's RETURNING sees only the updated table, unqualified; PostgreSQL's sees the
-        # FROM list too, where the bare name would be ambiguous.
-        returned = key if self.engine.dialect.name == "sqlite" else f"t.{key}"
-        return (
-            f"UPDATE {self.target} AS t SET {assignments} FROM {STAGE_TABLE} AS s "
-            f"WHERE t.{key} = s.{key} AND ({differs}) RETURNING {returned}"
-        )
-
-    def insert_sql(self) -> str:
-        key = self.quote(self.key)
-        names = ", ".join(self.quote(name) for name in self.names)
-        values = ", ".join(self.staged(col) for col in self.columns)
-        return (
-            f"INSERT INTO {self.target} ({names}) SELECT {values} FROM {STAGE_TABLE} AS s "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {self.target} AS x WHERE x.{key} = s.{key}) "
-            f"RETURNING {key}"
-        )
+    def is_empty(self) -> bool:
+        with self.engine.connect() as connection:
+            return (
+                connection.execute(sa.text(f"SELECT 1 FROM {self.target} LIMIT 1")).first() is None
+            )
 
 
-class PostgresBulkWriter(_SetBasedUpsert):
-    """Stages with binary COPY from Arrow (ADBC): no Python object per row."""
+class PostgresBulkWriter(_TargetTable):
+    """Binary COPY from Arrow through ADBC: no Python object per row."""
 
     def __init__(self, engine: sa.Engine, table: str, columns: Sequence[Column], key: str) -> None:
         import adbc_driver_postgresql.dbapi as adbc
 
         super().__init__(engine, table, columns, key)
         self.schema = pa.schema([(col.name, ARROW_TYPES[col.type]) for col in self.columns])
+        self.json_columns = [col.name for col in self.columns if col.type is ColumnType.JSON]
+        # COPY of text into jsonb is not something to rely on: JSON targets always stage.
+        self.appending = not self.json_columns and self.is_empty()
         self.connection = adbc.connect(adbc_uri(engine.url))
         stage_columns = ", ".join(
             f"{self.quote(col.name)} "
@@ -115,71 +103,138 @@ class PostgresBulkWriter(_SetBasedUpsert):
                 f"CREATE TEMP TABLE {STAGE_TABLE} ({stage_columns}) ON COMMIT DELETE ROWS"
             )
         self.connection.commit()
-        self._update, self._insert = self.update_sql(), self.insert_sql()
+        self._upsert = self.upsert_sql()
+        _, self._bare_table = split_name(table)
+        self._schema_name = split_name(table)[0]
+
+    def _staged(self, column: Column) -> str:
+        name = f"s.{self.quote(column.name)}"
+        return f"CAST({name} AS jsonb)" if column.type is ColumnType.JSON else name
+
+    def upsert_sql(self) -> str:
+        key = self.quote(self.key)
+        values = ", ".join(self._staged(col) for col in self.columns)
+        head = (
+            f"INSERT INTO {self.target} AS t ({self.column_list}) "
+            f"SELECT {values} FROM {STAGE_TABLE} AS s ON CONFLICT ({key}) "
+        )
+        if not self.others:
+            return head + f"DO NOTHING RETURNING t.{key}, (t.xmax = 0)"
+        assignments = ", ".join(
+            f"{self.quote(c.name)} = EXCLUDED.{self.quote(c.name)}" for c in self.others
+        )
+        differs = " OR ".join(
+            f"t.{self.quote(c.name)} IS DISTINCT FROM EXCLUDED.{self.quote(c.name)}"
+            for c in self.others
+        )
+        return head + (
+            f"DO UPDATE SET {assignments} WHERE {differs} RETURNING t.{key}, (t.xmax = 0)"
+        )
+
+    def _arrow(self, batch: pd.DataFrame) -> pa.Table:
+        rows = batch[self.names]
+        if self.json_columns:
+            rows = rows.assign(**{name: _json_text(rows[name]) for name in self.json_columns})
+        return pa.Table.from_pandas(rows, schema=self.schema, preserve_index=False)
 
     def write(self, batch: pd.DataFrame) -> WriteResult:
-        staged = batch[self.names]
-        json_columns = [col.name for col in self.columns if col.type is ColumnType.JSON]
-        if json_columns:
-            staged = staged.assign(**{name: _json_text(staged[name]) for name in json_columns})
-        data = pa.Table.from_pandas(staged, schema=self.schema, preserve_index=False)
+        data = self._arrow(batch)
+        if self.appending:
+            try:
+                with self.connection.cursor() as cursor:
+                    cursor.adbc_ingest(
+                        self._bare_table, data, mode="append", db_schema_name=self._schema_name
+                    )
+                self.connection.commit()
+                return WriteResult(created=[str(k) for k in batch[self.key]])
+            except Exception as error:
+                self.connection.rollback()
+                if not _is_unique_violation(error):
+                    raise
+                self.appending = False  # some keys exist: merge from now on
         try:
             with self.connection.cursor() as cursor:
                 cursor.adbc_ingest(STAGE_TABLE, data, mode="append", temporary=True)
-                # Temporary tables are invisible to autovacuum: without fresh statistics the
-                # planner may join a 100k-row stage by nested loop.
-                cursor.execute(f"ANALYZE {STAGE_TABLE}")
-                updated = _returned_keys(cursor, self._update)
-                created = _returned_keys(cursor, self._insert)
+                cursor.execute(self._upsert)
+                returned = cursor.fetch_arrow_table()
             self.connection.commit()
         except Exception:
             self.connection.rollback()
             raise
-        return WriteResult(
-            created=created, updated=updated, unchanged=len(batch) - len(created) - len(updated)
-        )
+        keys = [str(key) for key in returned.column(0).to_pylist()]
+        inserted = returned.column(1).to_pylist()
+        created = [key for key, new in zip(keys, inserted, strict=True) if new]
+        updated = [key for key, new in zip(keys, inserted, strict=True) if not new]
+        return WriteResult(created=created, updated=updated, unchanged=len(batch) - len(keys))
 
     def close(self) -> None:
         self.connection.close()
+
+
+def _is_unique_violation(error: Exception) -> bool:
+    # ADBC reports the server's SQLSTATE; 23505 is unique_violation.
+    return "23505" in str(getattr(error, "sqlstate", "") or "") or "23505" in str(error)
 
 
 def _json_text(values: pd.Series) -> pd.Series:
     return values.map(lambda v: None if v is None else json.dumps(v, sort_keys=True))
 
 
-def _returned_keys(cursor: Any, sql: str) -> list[str]:
-    if not sql:
-        return []
-    cursor.execute(sql)
-    return [str(key) for key in cursor.fetch_arrow_table().column(0).to_pylist()]
-
-
 def _compiled_type(engine: sa.Engine, column: Column) -> str:
     return SQL_TYPES[column.type].compile(dialect=engine.dialect)
 
 
-class SqliteBulkWriter(_SetBasedUpsert):
-    """Stages with the stdlib driver's ``executemany`` into a temporary table."""
+class SqliteBulkWriter(_TargetTable):
+    """The stdlib driver's ``executemany``; a temporary stage table for merges."""
 
     def __init__(self, engine: sa.Engine, table: str, columns: Sequence[Column], key: str) -> None:
         super().__init__(engine, table, columns, key)
+        self.appending = self.is_empty()
         self.connection = engine.raw_connection()
-        names = ", ".join(self.quote(name) for name in self.names)
         cursor = self.connection.cursor()
         cursor.execute(f"DROP TABLE IF EXISTS temp.{STAGE_TABLE}")
         cursor.execute(
-            f"CREATE TEMP TABLE {STAGE_TABLE} AS SELECT {names} FROM {self.target} WHERE 0"
+            f"CREATE TEMP TABLE {STAGE_TABLE} AS SELECT {self.column_list} "
+            f"FROM {self.target} WHERE 0"
         )
         cursor.close()
         self.connection.commit()
         marks = ", ".join("?" for _ in self.names)
-        self._stage = f"INSERT INTO {STAGE_TABLE} ({names}) VALUES ({marks})"
-        self._update, self._insert = self.update_sql(), self.insert_sql()
+        self._append = f"INSERT INTO {self.target} ({self.column_list}) VALUES ({marks})"
+        self._stage = f"INSERT INTO {STAGE_TABLE} ({self.column_list}) VALUES ({marks})"
+        key_name = self.quote(key)
+        assignments = ", ".join(
+            f"{self.quote(c.name)} = s.{self.quote(c.name)}" for c in self.others
+        )
+        differs = " OR ".join(
+            f"t.{self.quote(c.name)} IS NOT s.{self.quote(c.name)}" for c in self.others
+        )
+        # SQLite's RETURNING sees only the updated table, so the key stays unqualified.
+        self._update = (
+            f"UPDATE {self.target} AS t SET {assignments} FROM {STAGE_TABLE} AS s "
+            f"WHERE t.{key_name} = s.{key_name} AND ({differs}) RETURNING {key_name}"
+            if self.others
+            else ""
+        )
+        self._insert = (
+            f"INSERT INTO {self.target} ({self.column_list}) SELECT {self.column_list} "
+            f"FROM {STAGE_TABLE} AS s WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {self.target} AS x WHERE x.{key_name} = s.{key_name}) "
+            f"RETURNING {key_name}"
+        )
 
     def write(self, batch: pd.DataFrame) -> WriteResult:
         rows = _sqlite_rows(batch[self.names], self.columns)
         cursor = self.connection.cursor()
         try:
+            if self.appending:
+                try:
+                    cursor.executemany(self._append, rows)
+                    self.connection.commit()
+                    return WriteResult(created=[str(k) for k in batch[self.key]])
+                except sqlite3.IntegrityError:
+                    self.connection.rollback()
+                    self.appending = False  # some keys exist: merge from now on
             cursor.execute(f"DELETE FROM {STAGE_TABLE}")
             cursor.executemany(self._stage, rows)
             updated = [str(row[0]) for row in cursor.execute(self._update)] if self._update else []
@@ -200,7 +255,7 @@ class SqliteBulkWriter(_SetBasedUpsert):
 
 def _sqlite_rows(batch: pd.DataFrame, columns: Sequence[Column]) -> list[tuple[Any, ...]]:
     """Plain Python values in the text forms SQLAlchemy's SQLite types store and read back."""
-    converted: dict[str, Any] = {}
+    converted: list[np.ndarray[Any, Any]] = []
     for column in columns:
         series = batch[column.name]
         missing = series.isna().to_numpy()
@@ -212,17 +267,17 @@ def _sqlite_rows(batch: pd.DataFrame, columns: Sequence[Column]) -> list[tuple[A
         elif column.type is ColumnType.DATE:
             values = pd.to_datetime(series).dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
         elif column.type is ColumnType.BOOLEAN:
-            values = series.astype("boolean").astype(object).to_numpy()
-            values = np.array([int(v) if v is not pd.NA else None for v in values], dtype=object)
+            values = series.astype("boolean").fillna(False).astype(int).to_numpy(dtype=object)
         elif column.type is ColumnType.JSON:
             values = _json_text(series).to_numpy(dtype=object)
         elif column.type is ColumnType.DECIMAL:
             values = series.astype("float64").to_numpy(dtype=object)
         else:
             values = series.to_numpy(dtype=object)
-        values[missing] = None
-        converted[column.name] = values
-    return list(zip(*converted.values(), strict=True))
+        plain: Any = values.astype(object)
+        plain[missing] = None
+        converted.append(plain)
+    return list(zip(*converted, strict=True))
 
 
 def bulk_writer(engine: sa.Engine, table: str, columns: Sequence[Column], key: str) -> BulkWriter:

@@ -28,6 +28,13 @@ async def iterate_in_thread(iterator: Iterator[pd.DataFrame]) -> AsyncIterator[p
         yield batch  # type: ignore[misc]
 
 
+def _typed(value: CursorValue) -> sa.BindParameter[Any]:
+    kind: sa.types.TypeEngine[Any] = (
+        sa.DateTime(timezone=True) if isinstance(value, datetime) else sa.BigInteger()
+    )
+    return sa.literal(value, kind)
+
+
 class SqlTableSource:
     """Reads ``SELECT fields FROM table WHERE since <= cursor <= until [AND filter]``.
 
@@ -53,27 +60,44 @@ class SqlTableSource:
 
     def statement(self, window: ReadWindow) -> sa.Select[Any]:
         schema, name = split_name(self.object_name)
-        table = sa.Table(name, sa.MetaData(schema=schema), autoload_with=self.engine)
+        table: sa.TableClause | sa.Table
+        if self.fields and self.engine.dialect.name == "postgresql":
+            # PostgreSQL compares typed literals itself: no reflection (0.1-0.2 s a run) needed.
+            table = sa.table(
+                name, *(sa.column(field) for field in self._names(window)), schema=schema
+            )
+        else:
+            # Elsewhere (SQLite keeps datetimes as text) the column types shape the binds.
+            table = sa.Table(name, sa.MetaData(schema=schema), autoload_with=self.engine)
         columns = [table.c[field] for field in self.fields] if self.fields else list(table.c)
         statement = sa.select(*columns)
         if window.cursor_field:
             cursor = table.c[window.cursor_field]
             if window.since is not None:
-                statement = statement.where(cursor >= window.since)
+                statement = statement.where(cursor >= _typed(window.since))
             if window.until is not None:
-                statement = statement.where(cursor <= window.until)
+                statement = statement.where(cursor <= _typed(window.until))
         if self.filter_sql:
             statement = statement.where(sa.text(self.filter_sql))
         return statement
 
+    def _names(self, window: ReadWindow) -> list[str]:
+        names = list(self.fields or [])
+        if window.cursor_field and window.cursor_field not in names:
+            names.append(window.cursor_field)
+        return names
+
     async def read(self, window: ReadWindow) -> AsyncIterator[pd.DataFrame]:
+        async for batch in iterate_in_thread(self._batches(window)):
+            yield batch
+
+    def _batches(self, window: ReadWindow) -> Iterator[pd.DataFrame]:
+        # Reflection included: all of it runs in the reading thread, off the event loop.
         statement = self.statement(window)
         if self.engine.dialect.name == "postgresql":
-            batches = self._read_postgres(statement, window.batch_size)
+            yield from self._read_postgres(statement, window.batch_size)
         else:
-            batches = self._read_generic(statement, window.batch_size)
-        async for batch in iterate_in_thread(batches):
-            yield batch
+            yield from self._read_generic(statement, window.batch_size)
 
     def _read_postgres(self, statement: sa.Select[Any], batch_size: int) -> Iterator[pd.DataFrame]:
         import adbc_driver_postgresql.dbapi as adbc
