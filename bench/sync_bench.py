@@ -115,11 +115,6 @@ class PhaseResult:
     def rows_per_s(self) -> float:
         return self.read / self.seconds if self.seconds else 0.0
 
-    @property
-    def map_s(self) -> float:
-        """Everything else in the engine: mapping, accounting, the event loop."""
-        return max(0.0, self.seconds - self.read_s - self.write_s - self.ledger_s)
-
 
 def rss_mb() -> float:
     """This process's peak resident set size so far (ru_maxrss is in KiB on Linux)."""
@@ -818,7 +813,6 @@ def table(phases: Sequence[PhaseResult]) -> str:
         "read s",
         "write s",
         "ledger s",
-        "map+ s",
         "created",
         "updated",
         "unchanged",
@@ -834,7 +828,6 @@ def table(phases: Sequence[PhaseResult]) -> str:
             f"{p.read_s:.2f}",
             f"{p.write_s:.2f}",
             f"{p.ledger_s:.2f}",
-            f"{p.map_s:.2f}",
             f"{p.created:,}",
             f"{p.updated:,}",
             f"{p.unchanged:,}",
@@ -864,7 +857,6 @@ def compact(phase: PhaseResult) -> dict[str, Any]:
         "read_s": round(phase.read_s, 3),
         "write_s": round(phase.write_s, 3),
         "ledger_s": round(phase.ledger_s, 3),
-        "map_s": round(phase.map_s, 3),
         "created": phase.created,
         "updated": phase.updated,
         "unchanged": phase.unchanged,
@@ -981,9 +973,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table(figures.phases))
     print()
     print(
-        "read s = waiting for the source's next batch; write s = target prepare + upserts; "
-        "ledger s = ledger calls; map+ s = the rest (mapping, accounting). RSS = the phase "
-        "process's peak (ru_maxrss), each phase in its own spawned process."
+        "read s = time spent waiting for the source's next batch (the engine reads one batch "
+        "ahead, so most reading hides behind writing); write s = target prepare + upserts; "
+        "ledger s = ledger calls. RSS = the phase process's peak (ru_maxrss), each phase in "
+        "its own spawned process."
     )
     for note in figures.notes:
         print(f"- {note}")
