@@ -27,6 +27,7 @@ os.environ["DO_NOT_TRACK"] = "1"
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import multiprocessing
@@ -36,7 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -53,12 +54,11 @@ from connectors.base.records import (
     ReadWindow,
     RecordSource,
     RecordTarget,
-    RejectedRecord,
     WriteResult,
 )
 from syncline.connect import ConnectorFactory
 from syncline.specs import IntegrationSpec, load_spec
-from syncline.state import Ledger, RecordLink
+from syncline.state import Ledger
 from syncline.sync import SyncSummary, run_sync
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,76 +190,29 @@ class TimedLedger(Ledger):
 
     seconds = 0.0
 
-    def _timed(self, call: Callable[[], T]) -> T:
+
+def _timed_method(method: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(method)
+    def timed(self: TimedLedger, *args: Any, **kwargs: Any) -> T:
         start = time.perf_counter()
         try:
-            return call()
+            return method(self, *args, **kwargs)
         finally:
             self.seconds += time.perf_counter() - start
 
-    def read_cursor(self, integration: str) -> CursorValue | None:
-        return self._timed(lambda: super(TimedLedger, self).read_cursor(integration))
+    return timed
 
-    def commit_cursor(
-        self, integration: str, value: CursorValue, *, flow_run_id: str | None
-    ) -> None:
-        self._timed(
-            lambda: super(TimedLedger, self).commit_cursor(
-                integration, value, flow_run_id=flow_run_id
-            )
-        )
 
-    def pending_dead_letter_keys(self, integration: str) -> set[str]:
-        return self._timed(lambda: super(TimedLedger, self).pending_dead_letter_keys(integration))
-
-    def audit(
-        self,
-        integration: str,
-        *,
-        action: str,
-        target_object: str,
-        keys: Sequence[str],
-        flow_run_id: str | None,
-    ) -> None:
-        self._timed(
-            lambda: super(TimedLedger, self).audit(
-                integration,
-                action=action,
-                target_object=target_object,
-                keys=keys,
-                flow_run_id=flow_run_id,
-            )
-        )
-
-    def dead_letter(
-        self,
-        integration: str,
-        rejected: Sequence[RejectedRecord],
-        *,
-        stage: str,
-        flow_run_id: str | None,
-    ) -> None:
-        self._timed(
-            lambda: super(TimedLedger, self).dead_letter(
-                integration, rejected, stage=stage, flow_run_id=flow_run_id
-            )
-        )
-
-    def save_links(
-        self, integration: str, links: Sequence[RecordLink], *, flow_run_id: str | None
-    ) -> None:
-        self._timed(
-            lambda: super(TimedLedger, self).save_links(integration, links, flow_run_id=flow_run_id)
-        )
-
-    def resolve_dead_letters(
-        self, integration: str, source_keys: Iterable[str], *, status: str, flow_run_id: str | None
-    ) -> int:
-        return self._timed(
-            lambda: super(TimedLedger, self).resolve_dead_letters(
-                integration, source_keys, status=status, flow_run_id=flow_run_id
-            )
-        )
+for _name in (
+    "read_cursor",
+    "commit_cursor",
+    "pending_dead_letter_keys",
+    "audit",
+    "dead_letter",
+    "save_links",
+    "resolve_dead_letters",
+):
+    setattr(TimedLedger, _name, _timed_method(getattr(Ledger, _name)))
 
 
 async def timed_sync(
