@@ -298,3 +298,14 @@ def test_rate_limiting_slows_the_run_but_loses_nothing(
     assert sandbox.stats.requests_total == summary.api_calls
     assert set(reported(environment)) == set(reportable(sandbox))
     assert sandbox.stats.rate_limited == summary.rate_limited
+    assert summary.duration_seconds >= summary.rate_limited * 1.0, "Retry-After was not honoured"
+
+
+def test_server_errors_are_retried_and_lose_nothing(
+    sandbox: ServiceNowSandbox, environment: dict[str, str]
+) -> None:
+    sandbox.faults.server_error_every = 2
+    summary = run()
+    assert summary.api_retries >= 1 and summary.rate_limited == 0
+    assert sandbox.stats.responses_by_status.get(500, 0) == summary.api_retries
+    assert set(reported(environment)) == set(reportable(sandbox))
