@@ -141,3 +141,20 @@ def test_first_load_appends_then_merges_when_keys_already_exist(database_url: st
     ]
     assert [row[0] for row in rows_of(database_url)] == ["a", "b", "c", "d", "e"]
     assert rows_of(database_url)[1] == ("b", "web-2", 20, True)
+
+
+def test_a_table_made_by_someone_else_with_narrower_types_is_written_through_the_stage(
+    database_url: str,
+) -> None:
+    engine = make_engine(database_url)
+    json_type = "jsonb" if engine.dialect.name == "postgresql" else "TEXT"
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "CREATE TABLE servers (id TEXT PRIMARY KEY, name TEXT, ram_mb INTEGER, "
+                f"load REAL, active BOOLEAN, updated_at TIMESTAMP WITH TIME ZONE, tags {json_type})"
+            )
+        )
+    data = frame([("a", "web-1", 1024, 0.5, True, T0, ["x"])])
+    assert asyncio.run(upsert(database_url, data)) == (["a"], [], 0)
+    assert rows_of(database_url) == [("a", "web-1", 1024, True)]

@@ -73,24 +73,28 @@ class _TargetTable:
         self.column_list = ", ".join(quote(name) for name in self.names)
         self.others = [col for col in self.columns if col.name != key]
 
-    def is_empty(self) -> bool:
-        with self.engine.connect() as connection:
-            return (
-                connection.execute(sa.text(f"SELECT 1 FROM {self.target} LIMIT 1")).first() is None
-            )
-
 
 class PostgresBulkWriter(_TargetTable):
     """Binary COPY from Arrow through ADBC: no Python object per row."""
 
-    def __init__(self, engine: sa.Engine, table: str, columns: Sequence[Column], key: str) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        table: str,
+        columns: Sequence[Column],
+        key: str,
+        *,
+        created: bool,
+    ) -> None:
         import adbc_driver_postgresql.dbapi as adbc
 
         super().__init__(engine, table, columns, key)
         self.schema = pa.schema([(col.name, ARROW_TYPES[col.type]) for col in self.columns])
         self.json_columns = [col.name for col in self.columns if col.type is ColumnType.JSON]
-        # COPY of text into jsonb is not something to rely on: JSON targets always stage.
-        self.appending = not self.json_columns and self.is_empty()
+        # Binary COPY needs the table's column types to be exactly the Arrow ones, so it goes
+        # straight in only to a table made from the spec this run (a table someone made may
+        # say integer where we send bigint; the staged upsert casts). JSON always stages.
+        self.appending = created and not self.json_columns
         self.connection = adbc.connect(adbc_uri(engine.url))
         stage_columns = ", ".join(
             f"{self.quote(col.name)} "
@@ -189,7 +193,7 @@ class SqliteBulkWriter(_TargetTable):
 
     def __init__(self, engine: sa.Engine, table: str, columns: Sequence[Column], key: str) -> None:
         super().__init__(engine, table, columns, key)
-        self.appending = self.is_empty()
+        self.appending = self._is_empty()
         self.connection = engine.raw_connection()
         cursor = self.connection.cursor()
         cursor.execute(f"DROP TABLE IF EXISTS temp.{STAGE_TABLE}")
@@ -222,6 +226,12 @@ class SqliteBulkWriter(_TargetTable):
             f"(SELECT 1 FROM {self.target} AS x WHERE x.{key_name} = s.{key_name}) "
             f"RETURNING {key_name}"
         )
+
+    def _is_empty(self) -> bool:
+        with self.engine.connect() as connection:
+            return (
+                connection.execute(sa.text(f"SELECT 1 FROM {self.target} LIMIT 1")).first() is None
+            )
 
     def write(self, batch: pd.DataFrame) -> WriteResult:
         rows = _sqlite_rows(batch[self.names], self.columns)
@@ -280,10 +290,13 @@ def _sqlite_rows(batch: pd.DataFrame, columns: Sequence[Column]) -> list[tuple[A
     return list(zip(*converted, strict=True))
 
 
-def bulk_writer(engine: sa.Engine, table: str, columns: Sequence[Column], key: str) -> BulkWriter:
+def bulk_writer(
+    engine: sa.Engine, table: str, columns: Sequence[Column], key: str, *, created: bool
+) -> BulkWriter:
+    """The writer for ``engine``'s dialect; ``created`` says the table was just made by us."""
     dialect = engine.dialect.name
     if dialect == "postgresql":
-        return PostgresBulkWriter(engine, table, columns, key)
+        return PostgresBulkWriter(engine, table, columns, key, created=created)
     if dialect == "sqlite":
         return SqliteBulkWriter(engine, table, columns, key)
     raise FatalError(

@@ -49,8 +49,10 @@ def describe_table(name: str, columns: Sequence[Column], key: str) -> sa.Table:
     )
 
 
-def ensure_table(engine: sa.Engine, name: str, columns: Sequence[Column], key: str) -> sa.Table:
+def ensure_table(engine: sa.Engine, name: str, columns: Sequence[Column], key: str) -> bool:
     """Create the table when missing; when present, insist it has every column and a key.
+
+    Returns whether it created the table (so its column types are exactly ours).
 
     Every run starts with this, so the common case (the table is there, keyed as we made it)
     costs two cheap queries rather than a full reflection.
@@ -67,7 +69,7 @@ def ensure_table(engine: sa.Engine, name: str, columns: Sequence[Column], key: s
                 connection.execute(
                     sa.text(f"ALTER TABLE {_quoted(engine, name)} SET (fillfactor = 90)")
                 )
-        return table
+        return True
     missing = [col.name for col in columns if col.name not in present]
     if missing:
         raise FatalError(
@@ -77,7 +79,7 @@ def ensure_table(engine: sa.Engine, name: str, columns: Sequence[Column], key: s
         )
     inspector = sa.inspect(engine)
     if inspector.get_pk_constraint(bare, schema=schema)["constrained_columns"] == [key]:
-        return table
+        return False
     unique_sets = [
         index["column_names"]
         for index in inspector.get_indexes(bare, schema=schema)
@@ -93,7 +95,7 @@ def ensure_table(engine: sa.Engine, name: str, columns: Sequence[Column], key: s
             f"table {name} has no primary key or unique index on {key}",
             detail=f"an idempotent upsert needs one: CREATE UNIQUE INDEX ON {name} ({key})",
         )
-    return table
+    return False
 
 
 def _column_names(engine: sa.Engine, name: str) -> set[str] | None:

@@ -26,8 +26,8 @@ class SqlTableTarget:
 
     async def prepare(self, columns: Sequence[Column], key: str) -> None:
         def setup() -> BulkWriter:
-            ensure_table(self.engine, self.object_name, columns, key)
-            return bulk_writer(self.engine, self.object_name, columns, key)
+            created = ensure_table(self.engine, self.object_name, columns, key)
+            return bulk_writer(self.engine, self.object_name, columns, key, created=created)
 
         self._writer = await asyncio.to_thread(setup)
 
