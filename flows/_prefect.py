@@ -1,14 +1,8 @@
-"""What every flow shares: telemetry off, blocks as credentials, the local settings."""
+"""What every flow shares: Prefect blocks as the source of credentials."""
 
 from __future__ import annotations
 
-import os
-
 from pydantic import SecretStr
-
-# No network at run time except the systems configured (set before Prefect reads settings).
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
 def load_block_value(reference: str) -> str:
