@@ -309,3 +309,26 @@ def test_server_errors_are_retried_and_lose_nothing(
     assert summary.api_retries >= 1 and summary.rate_limited == 0
     assert sandbox.stats.responses_by_status.get(500, 0) == summary.api_retries
     assert set(reported(environment)) == set(reportable(sandbox))
+
+
+def test_credentials_from_a_prefect_secret_block(
+    sandbox: ServiceNowSandbox,
+    environment: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect.blocks.system import Secret
+
+    Secret(value="sandbox").save("servicenow-password", overwrite=True)
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    text = (SPECS_DIR / "cmdb_nightly.yaml").read_text()
+    text = text.replace(
+        "password: {env: SYNCLINE_SERVICENOW_PASSWORD}",
+        "password: {block: secret/servicenow-password}",
+    )
+    (specs / "cmdb_nightly.yaml").write_text(text)
+    monkeypatch.setenv("SYNCLINE_SPECS_DIR", str(specs))
+    monkeypatch.delenv("SYNCLINE_SERVICENOW_PASSWORD")
+    summary = run()
+    assert summary.created == len(reportable(sandbox))
