@@ -190,7 +190,10 @@ class IntegrationSpec(StrictModel):
                     needed.add(name)
             if self.where is not None:
                 needed.update(self.where.names)
-            missing = sorted(needed - known)
+            # ServiceNow's display values "all" adds a <field>.display column per field read.
+            missing = sorted(
+                name for name in needed - known if name.removesuffix(".display") not in known
+            )
             if missing:
                 raise ValueError(
                     f"source.fields lacks {', '.join(missing)}, used by key, cursor or mapping"

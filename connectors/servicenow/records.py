@@ -52,9 +52,19 @@ class ServiceNowTableSource:
         return query.order_by("sys_id")
 
     async def read(self, window: ReadWindow) -> AsyncIterator[pd.DataFrame]:
+        display = self.client.settings.display_value
+        if display == "true" and window.cursor_field:
+            raise FatalError(
+                self.system,
+                f"display_value 'true' turns the cursor field {window.cursor_field} into text "
+                "in the integration user's own date format",
+                detail="use display_value 'all' (raw values plus <field>.display columns)",
+            )
         fields = self.fields
         if fields and window.cursor_field and window.cursor_field not in fields:
             fields = [*fields, window.cursor_field]
+        # With display values "all", each field also brings its <field>.display column.
+        columns = None if display == "all" else fields
         pending: list[dict[str, Any]] = []
         async for page in self.client.iter_pages(
             self.object_name,
@@ -64,10 +74,10 @@ class ServiceNowTableSource:
         ):
             pending.extend(page)
             if len(pending) >= window.batch_size:
-                yield pd.DataFrame.from_records(pending, columns=fields)
+                yield pd.DataFrame.from_records(pending, columns=columns)
                 pending = []
         if pending:
-            yield pd.DataFrame.from_records(pending, columns=fields)
+            yield pd.DataFrame.from_records(pending, columns=columns)
 
     def expected_rows(self) -> int | None:
         return self.client.last_total_count

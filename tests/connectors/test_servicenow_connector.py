@@ -11,7 +11,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from connectors.base import AuthError
+from connectors.base import AuthError, FatalError
 from connectors.base.records import ReadWindow
 from connectors.servicenow import (
     EncodedQuery,
@@ -249,3 +249,25 @@ def test_display_values(
         assert record == display
     else:
         assert record == raw | {f"{k}.display": v for k, v in display.items()}
+
+
+def test_display_values_all_reach_the_engine_and_true_is_refused_with_a_cursor(
+    sandbox: ServiceNowSandbox, contract: OpenAPIContract
+) -> None:
+    window = ReadWindow("sys_updated_on", batch_size=1000)
+    source = ServiceNowTableSource(
+        make_client(CheckedTransport(sandbox, contract), display_value="all"),
+        "cmdb_ci_server",
+        fields=["sys_id", "operational_status"],
+    )
+    frame = read_all(source, window)
+    assert {"operational_status", "operational_status.display"} <= set(frame.columns)
+    assert set(frame["operational_status.display"]) <= {
+        "Operational", "Non-Operational", "Repair in Progress", "DR Standby", "Ready", "Retired",
+    }  # fmt: skip
+
+    refused = ServiceNowTableSource(
+        make_client(CheckedTransport(sandbox, contract), display_value="true"), "cmdb_ci_server"
+    )
+    with pytest.raises(FatalError, match="display_value 'all'"):
+        read_all(refused, window)
