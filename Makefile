@@ -12,6 +12,7 @@ export PREFECT_HOME := $(CURDIR)/.syncline/prefect
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE := 200
 export PREFECT_RESULTS_PERSIST_BY_DEFAULT := true
+export PREFECT_LOGGING_EXTRA_LOGGERS := syncline
 # The sandbox's demo credentials (the sandbox is the configured system of the demo).
 export SYNCLINE_SERVICENOW_USER ?= admin
 export SYNCLINE_SERVICENOW_PASSWORD ?= sandbox

@@ -50,6 +50,7 @@ async def _sync_records(integration: str, full_refresh: bool) -> SyncSummary:
             flow_run_id=str(flow_run.get_id() or "") or None,
             full_refresh=full_refresh,
             on_progress=progress.update,
+            logger=get_run_logger(),
         )
     finally:
         await source.aclose()

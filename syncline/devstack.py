@@ -70,6 +70,7 @@ def up(home: Path) -> int:
         "PREFECT_API_URL": api_url,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
+        "PREFECT_LOGGING_EXTRA_LOGGERS": "syncline",
         "PREFECT_WORKER_QUERY_SECONDS": os.environ.get("PREFECT_WORKER_QUERY_SECONDS", "5"),
         "SYNCLINE_SERVICENOW_URL": os.environ.get(
             "SYNCLINE_SERVICENOW_URL", f"http://127.0.0.1:{SANDBOX_PORT}"

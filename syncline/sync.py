@@ -176,8 +176,13 @@ async def run_sync(
     full_refresh: bool = False,
     on_progress: Callable[[SyncProgress], Awaitable[None]] | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = log,
 ) -> SyncSummary:
-    """Read everything changed since the cursor, map it, upsert it; report what happened."""
+    """Read everything changed since the cursor, map it, upsert it; report what happened.
+
+    ``logger`` receives the progress lines (flows pass their run logger, so they show in
+    the Prefect UI).
+    """
     started = now()
     cursor_spec = spec.source.cursor
     before = None if full_refresh or cursor_spec is None else ledger.read_cursor(spec.name)
@@ -195,7 +200,7 @@ async def run_sync(
         finished_at=started,
         cursor_before=before,
     )
-    log.info(
+    logger.info(
         "%s: reading %s.%s changed since %s",
         spec.name,
         spec.source.connector,
@@ -242,7 +247,7 @@ async def run_sync(
                     expected=source.expected_rows(),
                 )
             )
-        log.info(
+        logger.info(
             "%s: batch %d: %d read, %d created, %d updated, %d unchanged, %d dead-lettered "
             "(%.0f rows/s so far)",
             spec.name,
