@@ -147,4 +147,5 @@ class SqlTableSource:
         return None
 
     async def aclose(self) -> None:
-        return None
+        """Close the engine's pool (the source owns its engine)."""
+        self.engine.dispose()

@@ -42,6 +42,8 @@ class SqlTableTarget:
         return None
 
     async def aclose(self) -> None:
+        """Close the writer's connection and the engine's pool (the target owns its engine)."""
         if self._writer is not None:
             await asyncio.to_thread(self._writer.close)
             self._writer = None
+        self.engine.dispose()
