@@ -81,14 +81,13 @@ class ProgressArtifact:
 
 @task(name="commit-cursor")
 def commit_cursor(summary: SyncSummary) -> None:
-    """Move the cursor to the newest change the target confirmed."""
-    if summary.cursor_after is None:
-        return
+    """Move the cursor to the newest change the target confirmed; keep the run's summary."""
     ledger = Ledger(SynclineSettings().ledger())
     try:
-        ledger.commit_cursor(
-            summary.integration, summary.cursor_after, flow_run_id=summary.flow_run_id
-        )
+        if summary.cursor_after is not None:
+            ledger.commit_cursor(
+                summary.integration, summary.cursor_after, flow_run_id=summary.flow_run_id
+            )
         ledger.record_run(
             summary.integration,
             summary.flow_run_id or "local",
