@@ -53,4 +53,6 @@ def test_prefect_deploy_all_creates_the_scheduled_deployments(prefect_server: st
     (schedule,) = nightly.schedules
     assert schedule.schedule.cron == "0 2 * * *"  # type: ignore[union-attr]
     assert schedule.schedule.timezone == "Europe/Zurich"  # type: ignore[union-attr]
+    assert nightly.global_concurrency_limit is not None
+    assert nightly.global_concurrency_limit.limit == 1
     assert "replay-dead-letters" in deployments
