@@ -109,7 +109,15 @@ def _run_twice(sandbox: ServiceNowSandbox) -> None:
             "cmdb_ci_server",
             {"name": name, "ram": ram, "install_status": "1", "operational_status": status},
         )
-    _say(f"\nChanged {len(changed):,} CIs in the sandbox and added 2 that cannot be mapped.")
+    retired = sum(
+        1
+        for sys_id in changed
+        if (sandbox.get("cmdb_ci_server", sys_id) or {}).get("install_status") == "7"
+    )
+    _say(
+        f"\nChanged {len(changed):,} CIs in the sandbox ({retired} of them retired, which the "
+        "spec's filter install_status!=7 leaves out) and added 2 that cannot be mapped."
+    )
     # A run reads changes up to the second before it starts; let this one pass.
     time.sleep(1.02 - time.time() % 1)
     _say("Run 2: incremental ...")
