@@ -33,7 +33,6 @@ from syncline.expressions import Expression, ExpressionError
 from syncline.yaml_lines import MissingVariableError, YamlDocument, load_yaml
 
 SPEC_SUFFIXES = (".yaml", ".yml")
-CONNECTORS = ("servicenow", "sql")
 
 
 class StrictModel(BaseModel):
@@ -200,12 +199,6 @@ class IntegrationSpec(StrictModel):
                 )
         return self
 
-    def source_field_of(self, target_field: str) -> str | None:
-        field = self.mapping[target_field]
-        if field.expr is not None:
-            return None
-        return field.from_ or target_field
-
     def target_columns(self) -> list[Column]:
         return [
             Column(name, field.type, nullable=not field.required and name != self.target.key)
@@ -266,7 +259,7 @@ def spec_files(directory: Path) -> list[Path]:
 
 
 def _is_integration(path: Path) -> bool:
-    """Integration specs start with a ``name:`` and have ``source:``; other YAML is skipped."""
+    """Integration specs have top-level ``source:`` and ``target:``; other YAML is skipped."""
     head = path.read_text(encoding="utf-8")
     return bool(re.search(r"(?m)^source:", head)) and bool(re.search(r"(?m)^target:", head))
 

@@ -107,10 +107,12 @@ def newest_change(sandbox: ServiceNowSandbox) -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def reporting_db(request: pytest.FixtureRequest, environment: dict[str, str]) -> str:
+def reporting_db(
+    request: pytest.FixtureRequest, environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> str:
     if request.param == "postgresql":
         url = str(request.getfixturevalue("postgres_url"))
-        os.environ["SYNCLINE_REPORTING_DB_URL"] = url
+        monkeypatch.setenv("SYNCLINE_REPORTING_DB_URL", url)
         environment["SYNCLINE_REPORTING_DB_URL"] = url
     return environment["SYNCLINE_REPORTING_DB_URL"]
 
@@ -230,7 +232,10 @@ def read_flow_run(flow_run_id: str) -> FlowRun:
 
 
 def test_unmappable_records_are_dead_lettered_and_the_run_completes(
-    sandbox: ServiceNowSandbox, environment: dict[str, str], tmp_path: Path
+    sandbox: ServiceNowSandbox,
+    environment: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def add_ci(name: str, ram: str, operational_status: str) -> dict[str, Any]:
         fields = {"name": name, "ram": ram, "operational_status": operational_status}
@@ -276,7 +281,7 @@ def test_unmappable_records_are_dead_lettered_and_the_run_completes(
         (SPECS_DIR / "cmdb_nightly.yaml").read_text().replace("unmapped: reject", "unmapped: keep")
     )
     (specs / "cmdb_nightly.yaml").write_text(text)
-    os.environ["SYNCLINE_SPECS_DIR"] = str(specs)
+    monkeypatch.setenv("SYNCLINE_SPECS_DIR", str(specs))
     replayed = replay(INTEGRATION)
     assert (replayed.attempted, replayed.replayed, replayed.still_failing) == (2, 1, 1)
     assert reported(environment)[bad["status"]["sys_id"]]["status"] == "42"

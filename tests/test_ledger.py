@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
+
 from connectors.base.records import RejectedRecord
-from syncline.state import Ledger, RecordLink
+from syncline.state import Ledger, RecordLink, sync_runs
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -58,5 +60,8 @@ def test_links_and_audit(database_url: str) -> None:
     (entry,) = ledger.audit_entries("i")
     assert (entry["action"], entry["record_count"], entry["keys"]) == ("updated", 2, ["a", "b"])
     ledger.record_run("i", "r", {"read": 3})
-    ledger.record_run("i", "r", {"read": 4})
+    ledger.record_run("i", "r", {"read": 4})  # a retry of run r replaces its summary
+    with ledger.engine.connect() as connection:
+        runs = connection.execute(sa.select(sync_runs.c.flow_run_id, sync_runs.c.summary)).all()
+    assert [tuple(run) for run in runs] == [("r", {"read": 4})]
     ledger.dispose()

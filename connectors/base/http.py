@@ -41,15 +41,6 @@ class CallStats:
     wait_seconds: float = 0.0
     by_status: Counter[int] = field(default_factory=Counter)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "retries": self.retries,
-            "rate_limited": self.rate_limited,
-            "wait_seconds": round(self.wait_seconds, 3),
-            "by_status": dict(sorted(self.by_status.items())),
-        }
-
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""

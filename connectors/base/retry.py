@@ -27,6 +27,3 @@ class RetryPolicy:
             return min(max(retry_after, 0.0), self.max_retry_after)
         ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         return random.uniform(0.0, ceiling)
-
-
-NO_RETRY = RetryPolicy(max_attempts=1)

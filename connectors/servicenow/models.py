@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 
 class ServiceNowErrorDetail(BaseModel):
@@ -17,15 +17,6 @@ class ServiceNowErrorBody(BaseModel):
 
     error: ServiceNowErrorDetail
     status: str = "failure"
-
-
-class TableRecord(BaseModel):
-    """Any Table API record: every value a string, references flattened to their sys_id."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    sys_id: str = Field(pattern=r"^[0-9a-f]{32}$")
-    sys_updated_on: str | None = None
 
 
 def flatten_record(record: dict[str, Any]) -> dict[str, Any]:
