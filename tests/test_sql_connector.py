@@ -81,7 +81,9 @@ def test_incremental_read_by_cursor(database_url: str) -> None:
         (f"k{i}", f"n{i}", i, 0.0, True, T0 + timedelta(minutes=i), []) for i in range(10)
     ])  # fmt: skip
     asyncio.run(upsert(database_url, data))
-    source = SqlTableSource(make_engine(database_url), "servers", fields=["id", "updated_at"])
+    source = SqlTableSource(
+        make_engine(database_url), "servers", key="id", fields=["id", "updated_at"]
+    )
 
     async def read(since: datetime | None) -> list[str]:
         window = ReadWindow("updated_at", since=since, batch_size=3)

@@ -136,7 +136,7 @@ class PostgresBulkWriter(_TargetTable):
         )
 
     def _arrow(self, batch: pd.DataFrame) -> pa.Table:
-        rows = batch[self.names]
+        rows = _nulls_as_none(batch[self.names])
         if self.json_columns:
             rows = rows.assign(**{name: _json_text(rows[name]) for name in self.json_columns})
         return pa.Table.from_pandas(rows, schema=self.schema, preserve_index=False)
@@ -178,6 +178,21 @@ class PostgresBulkWriter(_TargetTable):
 def _is_unique_violation(error: Exception) -> bool:
     # ADBC reports the server's SQLSTATE; 23505 is unique_violation.
     return "23505" in str(getattr(error, "sqlstate", "") or "") or "23505" in str(error)
+
+
+def _nulls_as_none(batch: pd.DataFrame) -> pd.DataFrame:
+    """``batch`` with every all-null column as plain ``None`` objects.
+
+    A column the engine fills with nothing (the soft-delete mark, cleared on every upsert), or
+    a mapped field that is empty throughout a batch, arrives in whatever dtype pandas guessed:
+    float NaN, NaT, ``pd.NA``. Arrow will not cast NaN to a timestamp nor NaT to a string, and
+    ``json.dumps`` refuses ``pd.NA``; ``None`` converts to a null of every type.
+    """
+    empty = [name for name in batch.columns if not batch[name].notna().any()]
+    if not empty:
+        return batch
+    nothing = pd.Series([None] * len(batch), index=batch.index, dtype=object)
+    return batch.assign(**{name: nothing for name in empty})
 
 
 def _json_text(values: pd.Series) -> pd.Series:
@@ -234,7 +249,7 @@ class SqliteBulkWriter(_TargetTable):
             )
 
     def write(self, batch: pd.DataFrame) -> WriteResult:
-        rows = _sqlite_rows(batch[self.names], self.columns)
+        rows = _sqlite_rows(_nulls_as_none(batch[self.names]), self.columns)
         cursor = self.connection.cursor()
         try:
             if self.appending:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -49,8 +49,19 @@ def describe_table(name: str, columns: Sequence[Column], key: str) -> sa.Table:
     )
 
 
-def ensure_table(engine: sa.Engine, name: str, columns: Sequence[Column], key: str) -> bool:
+def ensure_table(
+    engine: sa.Engine,
+    name: str,
+    columns: Sequence[Column],
+    key: str,
+    *,
+    addable: Collection[str] = (),
+) -> bool:
     """Create the table when missing; when present, insist it has every column and a key.
+
+    Columns named in ``addable`` (ones the engine adds itself, such as a soft-delete mark) are
+    added, nullable, to a table that lacks them, so a table made before they were asked for
+    keeps working; any other missing column is refused before anything is altered.
 
     Returns whether it created the table (so its column types are exactly ours).
 
@@ -70,13 +81,16 @@ def ensure_table(engine: sa.Engine, name: str, columns: Sequence[Column], key: s
                     sa.text(f"ALTER TABLE {_quoted(engine, name)} SET (fillfactor = 90)")
                 )
         return True
-    missing = [col.name for col in columns if col.name not in present]
-    if missing:
+    missing = [col for col in columns if col.name not in present]
+    refused = [col.name for col in missing if col.name not in addable]
+    if refused:
         raise FatalError(
             "sql",
-            f"table {name} exists but lacks columns {', '.join(missing)}",
+            f"table {name} exists but lacks columns {', '.join(refused)}",
             detail="add them (or drop the table to have it created from the spec)",
         )
+    if missing:
+        _add_columns(engine, name, missing)
     inspector = sa.inspect(engine)
     if inspector.get_pk_constraint(bare, schema=schema)["constrained_columns"] == [key]:
         return False
@@ -96,6 +110,26 @@ def ensure_table(engine: sa.Engine, name: str, columns: Sequence[Column], key: s
             detail=f"an idempotent upsert needs one: CREATE UNIQUE INDEX ON {name} ({key})",
         )
     return False
+
+
+def _add_columns(engine: sa.Engine, name: str, columns: Sequence[Column]) -> None:
+    """``ALTER TABLE … ADD COLUMN`` for each of ``columns``, nullable, in one transaction."""
+    quote = engine.dialect.identifier_preparer.quote
+    try:
+        with engine.begin() as connection:
+            for column in columns:
+                kind = SQL_TYPES[column.type].compile(dialect=engine.dialect)
+                connection.execute(
+                    sa.text(
+                        f"ALTER TABLE {_quoted(engine, name)} "
+                        f"ADD COLUMN {quote(column.name)} {kind}"
+                    )
+                )
+    except sa.exc.DBAPIError:
+        # Another run preparing the same table at the same moment may have added them first.
+        present = _column_names(engine, name) or set()
+        if any(column.name not in present for column in columns):
+            raise
 
 
 def _column_names(engine: sa.Engine, name: str) -> set[str] | None:
