@@ -15,30 +15,56 @@ import zoneinfo
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, NamedTuple, Self
 
+import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from connectors.base.records import Column, ColumnType
 from syncline.durations import Duration
 from syncline.expressions import Expression, ExpressionError
-from syncline.yaml_lines import MissingVariableError, YamlDocument, load_yaml
+from syncline.yaml_lines import Location, MissingVariableError, YamlDocument, load_yaml
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
+# Error types of our own: several problems found at once, each at its own place (see
+# _problems), and a credential that is not a secret reference.
+_PROBLEMS = "spec_problems"
+_REFERENCE_ERROR = "secret_reference"
+_REFERENCE_MESSAGE = (
+    "a secret must be a reference, {env: VARIABLE} or {block: secret/name}, never a literal value"
+)
+
+
+def _problems(problems: list[tuple[Location, str]]) -> PydanticCustomError:
+    """One error for several problems, each with its location relative to the model checked.
+
+    ``load_spec`` reports each at its own line; code that validates a spec directly still
+    gets every problem in the error's message.
+    """
+    summary = "; ".join(f"{_dotted(location)}: {message}" for location, message in problems)
+    return PydanticCustomError(_PROBLEMS, "{summary}", {"summary": summary, "problems": problems})
+
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors: a typo must never be silently ignored."""
+    """Unknown keys are errors: a typo must never be silently ignored.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    Inputs stay out of error messages: a spec may hold a literal secret by mistake.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, hide_input_in_errors=True
+    )
 
 
 class EnvSecret(StrictModel):
@@ -58,7 +84,30 @@ class BlockSecret(StrictModel):
 
 SecretRef = EnvSecret | BlockSecret
 
-# Names that hold secrets may not carry a default in the spec: it would be a literal secret.
+
+def _secret_kind(value: Any) -> str | None:
+    """Which reference ``value`` means to be; ``None`` (a literal or a stray mapping) is an error.
+
+    Choosing the member up front gives one error per mistake instead of one per member.
+    """
+    if isinstance(value, EnvSecret) or (isinstance(value, dict) and "env" in value):
+        return "EnvSecret"
+    if isinstance(value, BlockSecret) or (isinstance(value, dict) and "block" in value):
+        return "BlockSecret"
+    return None
+
+
+_CheckedSecretRef = Annotated[
+    Annotated[EnvSecret, Tag("EnvSecret")] | Annotated[BlockSecret, Tag("BlockSecret")],
+    Discriminator(
+        _secret_kind,
+        custom_error_type=_REFERENCE_ERROR,
+        custom_error_message=_REFERENCE_MESSAGE,
+    ),
+]
+
+# Names that hold secrets: refused in connection, no default in credentials (it would be a
+# literal secret), and their values are never repeated in an error.
 _SECRET_NAMES = re.compile(r"password|secret|token|key", re.IGNORECASE)
 
 
@@ -75,21 +124,45 @@ class EndpointSpec(StrictModel):
     connector: Literal["servicenow", "sql"]
     object: str = Field(min_length=1, description="table, object or resource name")
     connection: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    credentials: dict[str, SecretRef] = Field(default_factory=dict)
+    credentials: dict[str, _CheckedSecretRef] = Field(default_factory=dict)
     key: str = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _no_literal_secrets(self) -> Self:
-        for name in self.connection:
-            if _SECRET_NAMES.search(name):
-                raise ValueError(
-                    f"connection.{name} looks like a secret: move it to credentials "
-                    f"as {{env: VARIABLE}} or {{block: secret/name}}"
+    @field_validator("connection", mode="before")
+    @classmethod
+    def _plain_settings(cls, value: Any) -> Any:
+        """Checked here, before the value's type, so that a secret is refused whatever its form
+        and a wrong value is one problem (not one per scalar type it could have been)."""
+        if not isinstance(value, dict):
+            return value
+        problems: list[tuple[Location, str]] = []
+        for name, setting in value.items():
+            if _SECRET_NAMES.search(str(name)):
+                problems.append(
+                    (
+                        (str(name),),
+                        "looks like a secret: move it to credentials as {env: VARIABLE} or "
+                        "{block: secret/name}, never a literal value",
+                    )
                 )
-        for name, ref in self.credentials.items():
-            if isinstance(ref, EnvSecret) and ref.default and _SECRET_NAMES.search(name):
-                raise ValueError(f"credentials.{name}: a secret may not have a default in a spec")
-        return self
+            elif not isinstance(setting, str | int | float):
+                problems.append(
+                    ((str(name),), f"expected text, a number or true/false, got {setting!r}")
+                )
+        if problems:
+            raise _problems(problems)
+        return value
+
+    @field_validator("credentials")
+    @classmethod
+    def _no_secret_defaults(cls, value: dict[str, SecretRef]) -> dict[str, SecretRef]:
+        problems: list[tuple[Location, str]] = [
+            ((name, "default"), "a secret may not have a default in a spec")
+            for name, ref in value.items()
+            if isinstance(ref, EnvSecret) and ref.default and _SECRET_NAMES.search(name)
+        ]
+        if problems:
+            raise _problems(problems)
+        return value
 
 
 class SourceSpec(EndpointSpec):
@@ -100,6 +173,37 @@ class SourceSpec(EndpointSpec):
 
 class TargetSpec(EndpointSpec):
     pass
+
+
+class DeletesSpec(StrictModel):
+    """What happens in the target when a source record is deleted or leaves the spec's scope.
+
+    Two things feed it: every run reads the keys changed in its window without the native
+    filter (a key changed but no longer matching has left the scope), and a key-only scan of
+    the whole scope every ``scan_every`` (and on every full refresh) finds hard deletes.
+    """
+
+    policy: Literal["delete", "soft", "ignore"] = "ignore"
+    column: str | None = Field(
+        default=None, description="soft: the target column that gets the time of deletion"
+    )
+    scan_every: Duration | None = Field(
+        default=timedelta(days=7),
+        description="how often a run scans all source keys for hard deletes (null: only on "
+        "full refresh)",
+    )
+
+    @model_validator(mode="after")
+    def _column_for_soft(self) -> Self:
+        if self.policy == "soft" and not self.column:
+            raise _problems(
+                [(("policy",), "policy 'soft' needs a column (e.g. column: deleted_at)")]
+            )
+        if self.policy != "soft" and self.column:
+            raise _problems(
+                [(("column",), f"column is used by policy 'soft' only, not {self.policy!r}")]
+            )
+        return self
 
 
 class FieldMapping(StrictModel):
@@ -164,6 +268,7 @@ class IntegrationSpec(StrictModel):
     where: Expression | None = Field(default=None, description="keep records where true")
     batch_size: int = Field(default=5_000, ge=1, le=1_000_000)
     schedule: ScheduleSpec | None = None
+    deletes: DeletesSpec = Field(default_factory=DeletesSpec)
 
     @field_validator("mapping", mode="before")
     @classmethod
@@ -172,38 +277,100 @@ class IntegrationSpec(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        key = self.target.key
-        if key not in self.mapping:
-            raise ValueError(f"target.key {key!r} must be one of the mapping's fields")
-        known = set(self.source.fields) if self.source.fields else None
-        if known is not None:
-            needed = {self.source.key}
-            if self.source.cursor:
-                needed.add(self.source.cursor.field)
-            for name, field in self.mapping.items():
-                if field.from_ is not None:
-                    needed.add(field.from_)
-                elif field.expr is not None:
-                    needed.update(field.expr.names)
-                else:
-                    needed.add(name)
-            if self.where is not None:
-                needed.update(self.where.names)
-            # ServiceNow's display values "all" adds a <field>.display column per field read.
-            missing = sorted(
-                name for name in needed - known if name.removesuffix(".display") not in known
-            )
-            if missing:
-                raise ValueError(
-                    f"source.fields lacks {', '.join(missing)}, used by key, cursor or mapping"
-                )
+        """Checks across sections; every problem is reported at the entry that causes it."""
+        problems = [*self._unread_fields(), *self._target_key(), *self._deletes()]
+        if problems:
+            raise _problems(problems)
         return self
 
+    def _unread_fields(self) -> list[tuple[Location, str]]:
+        if not self.source.fields:
+            return []
+        known = set(self.source.fields)
+        uses: list[tuple[Location, Iterable[str]]] = [(("source", "key"), [self.source.key])]
+        if self.source.cursor:
+            uses.append((("source", "cursor", "field"), [self.source.cursor.field]))
+        for name, field in self.mapping.items():
+            if field.from_ is not None:
+                uses.append((("mapping", name, "from"), [field.from_]))
+            elif field.expr is not None:
+                uses.append((("mapping", name, "expr"), field.expr.names))
+            else:
+                uses.append((("mapping", name), [name]))
+        if self.where is not None:
+            uses.append((("where",), self.where.names))
+        problems: list[tuple[Location, str]] = []
+        for location, names in uses:
+            # ServiceNow's display values "all" adds a <field>.display column per field read.
+            missing = sorted({name for name in names if name.removesuffix(".display") not in known})
+            if missing:
+                problems.append((location, f"source.fields lacks {', '.join(missing)}"))
+        return problems
+
+    def _target_key(self) -> list[tuple[Location, str]]:
+        key = self.target.key
+        if key in self.mapping:
+            return []
+        close = difflib.get_close_matches(key, list(self.mapping), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return [(("target", "key"), f"{key!r} must be one of the mapping's fields{hint}")]
+
+    def _deletes(self) -> list[tuple[Location, str]]:
+        deletes, key, source_key = self.deletes, self.target.key, self.source.key
+        problems: list[tuple[Location, str]] = []
+        field = self.mapping.get(key)
+        if deletes.policy != "ignore" and field is not None:
+            reason = _not_taken_directly(key, field, source_key)
+            if reason:
+                problems.append(
+                    (
+                        ("deletes", "policy"),
+                        f"policy {deletes.policy!r} needs target.key {key!r} to take source.key "
+                        f"{source_key!r} as it is ({key}: {{from: {source_key}}}, a type "
+                        f"allowed), because deletions are found by source key and applied "
+                        f"by target key; {key!r} {reason}",
+                    )
+                )
+        if deletes.column is not None and deletes.column in self.mapping:
+            problems.append(
+                (
+                    ("deletes", "column"),
+                    f"{deletes.column!r} is a mapping field already; the time of deletion "
+                    f"needs a column of its own (e.g. deleted_at)",
+                )
+            )
+        return problems
+
     def target_columns(self) -> list[Column]:
-        return [
+        columns = [
             Column(name, field.type, nullable=not field.required and name != self.target.key)
             for name, field in self.mapping.items()
         ]
+        if self.deletes.column is not None:
+            columns.append(Column(self.deletes.column, ColumnType.DATETIME))
+        return columns
+
+    def source_fields(self) -> list[str]:
+        """The source fields a run reads: ``fields`` plus the key and cursor (deduplicated)."""
+        names = list(self.source.fields or [])
+        for extra in (self.source.key, self.source.cursor.field if self.source.cursor else None):
+            if extra is not None and extra not in names:
+                names.append(extra)
+        return names
+
+
+def _not_taken_directly(name: str, field: FieldMapping, source_key: str) -> str | None:
+    """Why target field ``name`` is not the source key as it is, or ``None`` if it is."""
+    if field.expr is not None:
+        return "is computed by expr"
+    origin = field.from_ if field.from_ is not None else name
+    if origin != source_key:
+        return f"is taken from {origin!r}"
+    if field.map is not None:
+        return "is translated by map"
+    if field.default is not None:
+        return "has a default"
+    return None
 
 
 class SpecError(ValueError):
@@ -221,15 +388,51 @@ def load_spec(path: Path, *, environ: dict[str, str] | None = None) -> Integrati
         document = load_yaml(path, environ=environ)
     except MissingVariableError as error:
         raise SpecError(path, [f"{path}: {_dotted(error.location)}: {error}"]) from None
-    except Exception as error:  # yaml.YAMLError carries its own line and column
+    except yaml.MarkedYAMLError as error:
+        raise SpecError(path, [_describe_yaml_error(path, error)]) from None
+    except Exception as error:
         raise SpecError(path, [f"{path}: not valid YAML: {error}"]) from None
     if not isinstance(document.data, dict):
         raise SpecError(path, [f"{path}:1: expected a mapping of spec fields at the top level"])
+    found: list[_Found] = [
+        _Found(duplicate.location, f"duplicate key (first at line {duplicate.first_line})")
+        for duplicate in document.duplicates
+    ]
+    spec: IntegrationSpec | None = None
     try:
-        return IntegrationSpec.model_validate(document.data)
+        spec = IntegrationSpec.model_validate(document.data)
     except ValidationError as error:
-        problems = [_describe(document, detail) for detail in error.errors()]
-        raise SpecError(path, problems) from None
+        for detail in error.errors():
+            found.extend(_describe(document, detail))
+    if not found and spec is not None:
+        return spec
+    problems: list[tuple[int, str]] = []
+    for location, message, shown in found:
+        line = document.line_of(location)
+        where = f"{path}:{line}" if line else str(path)
+        text = f"{where}: {_dotted(location if shown is None else shown)}: {message}"
+        problem = (line or 0, text)
+        if problem not in problems:
+            problems.append(problem)
+    # In the order of the file, whichever check found them (sorted() is stable).
+    raise SpecError(path, [text for _, text in sorted(problems, key=lambda problem: problem[0])])
+
+
+class _Found(NamedTuple):
+    """A problem at ``location`` (whose line is reported), shown under ``shown`` if given."""
+
+    location: Location
+    message: str
+    shown: Location | None = None
+
+
+def _describe_yaml_error(path: Path, error: yaml.MarkedYAMLError) -> str:
+    """The line and the problem, without the parser's excerpt of the file: it could be a
+    secret that was about to be refused."""
+    mark = error.problem_mark or error.context_mark
+    where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+    problem = ", ".join(part for part in (error.context, error.problem) if part)
+    return f"{where}: not valid YAML: {problem or 'cannot parse'}"
 
 
 def load_specs(directory: Path) -> dict[str, IntegrationSpec]:
@@ -295,20 +498,56 @@ _FRIENDLY = {
 }
 
 
-def _describe(document: YamlDocument, detail: ErrorDetails) -> str:
-    # Pydantic adds the union member's or function's name to loc; they mean nothing to a user.
-    location = tuple(
-        part
-        for part in detail["loc"]
-        if not (
-            isinstance(part, str)
-            and (part[:1].isupper() or "[" in part or part.startswith("function-"))
+def _describe(document: YamlDocument, detail: ErrorDetails) -> list[_Found]:
+    """Where and what: a check that found several problems gives each at its own place."""
+    location = _user_location(document.data, detail["loc"])
+    if detail["type"] == _PROBLEMS:
+        return [
+            _Found((*location, *inner), message)
+            for inner, message in detail.get("ctx", {}).get("problems", [])
+        ]
+    return [_describe_one(location, detail)]
+
+
+def _user_location(data: Any, loc: tuple[str | int, ...]) -> Location:
+    """``loc`` without the parts pydantic adds: union members, tags and function names mean
+    nothing to a user. A part that is a key in the spec itself is always kept."""
+    location: list[str | int] = []
+    node = data
+    for part in loc:
+        in_spec = (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
         )
-    )
-    line = document.line_of(location)
-    where = f"{document.path}:{line}" if line else str(document.path)
+        if in_spec:
+            node = node[part]
+        elif isinstance(part, str) and (
+            part[:1].isupper() or "[" in part or part.startswith("function-")
+        ):
+            continue
+        else:
+            node = None
+        location.append(part)
+    return tuple(location)
+
+
+def _may_hold_secret(location: Location) -> bool:
+    """Whether the value at ``location`` may be a secret, which an error must never repeat:
+    anything under credentials, a whole connection block, or a connection setting whose name
+    looks like a secret."""
+    for index, part in enumerate(location):
+        if part == "credentials":
+            return True
+        if part == "connection":
+            following = location[index + 1 : index + 2]
+            return not following or bool(_SECRET_NAMES.search(str(following[0])))
+    return False
+
+
+def _describe_one(location: Location, detail: ErrorDetails) -> _Found:
     kind = detail["type"]
-    got = detail.get("input")
+    got = "" if _may_hold_secret(location) else f", got {detail.get('input')!r}"
+    if kind == _REFERENCE_ERROR:
+        return _Found(location, _REFERENCE_MESSAGE)
     if kind == "extra_forbidden":
         name = str(location[-1])
         message = f"unknown field {name!r}"
@@ -317,14 +556,16 @@ def _describe(document: YamlDocument, detail: ErrorDetails) -> str:
             close = difflib.get_close_matches(name, _field_names(parent), n=1)
             message += f" (did you mean {close[0]!r}?)" if close else ""
             message += f"; expected one of: {', '.join(sorted(_field_names(parent)))}"
-        return f"{where}: {_dotted(location[:-1]) or '(top level)'}: {message}"
+        # At the unknown key's line, under its parent's path.
+        return _Found(location, message, shown=location[:-1])
     if kind == "missing":
-        return f"{where}: {_dotted(location)}: required field is missing"
+        return _Found(location, "required field is missing")
     if kind in _FRIENDLY:
-        return f"{where}: {_dotted(location)}: expected {_FRIENDLY[kind]}, got {got!r}"
+        return _Found(location, f"expected {_FRIENDLY[kind]}{got}")
     message = detail["msg"].removeprefix("Value error, ")
-    return f"{where}: {_dotted(location)}: {message}" + (
-        f", got {got!r}" if kind in {"literal_error", "enum", "string_pattern_mismatch"} else ""
+    return _Found(
+        location,
+        message + (got if kind in {"literal_error", "enum", "string_pattern_mismatch"} else ""),
     )
 
 
@@ -364,6 +605,7 @@ def _nested_model(annotation: Any) -> type[BaseModel] | None:
 __all__ = [
     "BlockSecret",
     "CursorSpec",
+    "DeletesSpec",
     "EnvSecret",
     "ExpressionError",
     "FieldMapping",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -14,13 +14,31 @@ Location = tuple[str | int, ...]
 _ENV_REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class DuplicateKey(NamedTuple):
+    """A mapping key given twice: YAML keeps the last value and drops the first without a word."""
+
+    location: Location
+    line: int
+    first_line: int
+
+
 class YamlDocument:
     """A parsed YAML file plus the line of every mapping key and sequence item."""
 
-    def __init__(self, path: Path, data: Any, lines: dict[Location, int]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        data: Any,
+        lines: dict[Location, int],
+        duplicates: list[DuplicateKey] | None = None,
+    ) -> None:
         self.path = path
         self.data = data
         self.lines = lines
+        self.duplicates = duplicates or []
 
     def line_of(self, location: Location) -> int | None:
         """The line of ``location`` or of its nearest ancestor that has one."""
@@ -38,22 +56,53 @@ def load_yaml(path: Path, *, environ: dict[str, str] | None = None) -> YamlDocum
     lines: dict[Location, int] = {}
     if node is None:
         return YamlDocument(path, None, lines)
-    _record_lines(node, (), lines)
+    duplicates: list[DuplicateKey] = []
+    _record_lines(node, (), lines, duplicates, yaml.constructor.SafeConstructor())
     data = yaml.load(text, Loader=yaml.SafeLoader)
     env = dict(os.environ) if environ is None else environ
-    return YamlDocument(path, _interpolate(data, env), lines)
+    return YamlDocument(path, _interpolate(data, env), lines, duplicates)
 
 
-def _record_lines(node: yaml.Node, location: Location, lines: dict[Location, int]) -> None:
+def _record_lines(
+    node: yaml.Node,
+    location: Location,
+    lines: dict[Location, int],
+    duplicates: list[DuplicateKey],
+    constructor: yaml.constructor.SafeConstructor,
+) -> None:
     lines[location] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        first_lines: dict[Any, int] = {}
         for key_node, value_node in node.value:
             child = (*location, str(key_node.value))
-            _record_lines(value_node, child, lines)
-            lines[child] = key_node.start_mark.line + 1
+            line = key_node.start_mark.line + 1
+            identity = _key_identity(key_node, constructor)
+            if identity is not None:
+                if identity in first_lines:
+                    duplicates.append(DuplicateKey(child, line, first_lines[identity]))
+                else:
+                    first_lines[identity] = line
+            _record_lines(value_node, child, lines, duplicates, constructor)
+            lines[child] = line
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _record_lines(item, (*location, index), lines)
+            _record_lines(item, (*location, index), lines, duplicates, constructor)
+
+
+def _key_identity(node: yaml.Node, constructor: yaml.constructor.SafeConstructor) -> Any:
+    """The key as the loaded dict sees it (``1`` and ``01`` are one key, ``1`` and ``'1'`` two).
+
+    ``None`` for merge keys, whose entries may be overridden on purpose, and for keys that
+    cannot be a dict key at all (the loader reports those itself).
+    """
+    if not isinstance(node, yaml.ScalarNode) or node.tag == _MERGE_TAG:
+        return None
+    try:
+        key = constructor.construct_object(node)
+        hash(key)
+    except (yaml.YAMLError, TypeError):
+        return None
+    return key
 
 
 class MissingVariableError(ValueError):
