@@ -3,13 +3,16 @@
 SQLAlchemy Core on any URL: a SQLite file by default, PostgreSQL in production. Every write
 is its own short transaction, and every write is idempotent, so rerunning a flow run leaves
 the ledger as one run would have.
+
+The tables below are the schema at the newest migration (``syncline/migrations``); opening a
+ledger brings its database there first. A change to them needs a new revision.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from connectors.base.records import CursorValue, RejectedRecord
 from connectors.sql.engine import make_engine
+from syncline import migrations
 
 metadata = sa.MetaData()
 
@@ -56,6 +60,7 @@ audit_log = sa.Table(
     sa.Column("record_count", sa.Integer, nullable=False),
     # One row per batch and action with every key: the log stays complete at 1M rows a run.
     sa.Column("keys", sa.JSON, nullable=False),
+    sa.Column("detail", sa.Text),  # why, when the action does not say (a delete's cause …)
 )
 
 dead_letters = sa.Table(
@@ -82,9 +87,37 @@ sync_runs = sa.Table(
     metadata,
     sa.Column("flow_run_id", sa.String(64), primary_key=True),
     sa.Column("integration", sa.String(200), primary_key=True),
-    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("summary", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # running | completed | failed
+    sa.Column("started_at", sa.DateTime(timezone=True)),  # empty for runs from before it was kept
+    # finished_at and summary stay empty while a run is running, for good if it was killed.
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("summary", sa.JSON(none_as_null=True)),
+    sa.Column("error", sa.Text),
 )
+
+# The keys of a batch about to be written; its audit rows replace it once the target confirms.
+write_intents = sa.Table(
+    "syncline_write_intents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("integration", sa.String(200), nullable=False, index=True),
+    sa.Column("flow_run_id", sa.String(64)),
+    sa.Column("target_object", sa.String(255), nullable=False),
+    sa.Column("keys", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+delete_scans = sa.Table(
+    "syncline_delete_scans",
+    metadata,
+    sa.Column("integration", sa.String(200), primary_key=True),
+    sa.Column("last_scan_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("flow_run_id", sa.String(64)),
+    sa.Column("deleted", sa.Integer, nullable=False),
+)
+
+# What a run found for a key of an interrupted write (see Ledger.settle_intents).
+CONFIRMATIONS = frozenset({"unchanged", "written"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +140,42 @@ class RecordLink:
     written_hash: str
 
 
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One flow run of an integration; ``running`` also when its process was killed."""
+
+    integration: str
+    flow_run_id: str
+    status: str  # running | completed | failed
+    started_at: datetime | None  # None for runs recorded before the ledger kept it
+    finished_at: datetime | None
+    error: str | None
+    summary: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteIntent:
+    """A batch written (or about to be) whose audit rows are not in yet."""
+
+    id: int
+    flow_run_id: str | None
+    target_object: str
+    keys: list[str]
+    created_at: datetime
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _to_utc(value: datetime) -> datetime:
+    """What to store: SQLite keeps no offset, so every stamp goes in as UTC (naive = UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _from_db(value: datetime | None) -> datetime | None:
+    """What was stored, as an aware UTC datetime (SQLite hands back naive ones)."""
+    return None if value is None else _to_utc(value)
 
 
 def encode_cursor(value: CursorValue) -> tuple[str, str]:
@@ -127,11 +194,15 @@ def dead_letter_id(integration: str, source_key: str) -> str:
 
 
 class Ledger:
-    """Syncline's own bookkeeping, in one database."""
+    """Syncline's own bookkeeping, in one database (brought to the newest schema on open)."""
 
     def __init__(self, url: str | sa.Engine) -> None:
         self.engine = url if isinstance(url, sa.Engine) else make_engine(url)
-        metadata.create_all(self.engine)
+        migrations.upgrade(self.engine)
+        # Intents this ledger recorded whose audit has not replaced them yet: the write in
+        # flight, which settle_intents must not take for an interrupted one (intent id →
+        # integration). run_started forgets an integration's: a new attempt has begun.
+        self._in_flight: dict[int, str] = {}
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -244,21 +315,48 @@ class Ledger:
         target_object: str,
         keys: Sequence[str],
         flow_run_id: str | None,
+        detail: str | None = None,
     ) -> None:
         if not keys:
             return
         with self.engine.begin() as connection:
             connection.execute(
-                audit_log.insert().values(
-                    integration=integration,
-                    flow_run_id=flow_run_id,
-                    at=_now(),
-                    action=action,
-                    target_object=target_object,
-                    record_count=len(keys),
-                    keys=list(keys),
-                )
+                audit_log.insert(),
+                [_audit_row(integration, action, target_object, keys, flow_run_id, detail)],
             )
+
+    def audit_batch(
+        self,
+        integration: str,
+        *,
+        target_object: str,
+        actions: Mapping[str, Sequence[str]],
+        flow_run_id: str | None,
+        intent_id: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Audit one written batch (a row per non-empty action) and close its intent, at once.
+
+        Both happen in one transaction: a crash leaves either the intent (settled by a later
+        run) or the audit rows, never neither.
+        """
+        rows = [
+            _audit_row(integration, action, target_object, keys, flow_run_id, detail)
+            for action, keys in actions.items()
+            if keys
+        ]
+        with self.engine.begin() as connection:
+            if rows:
+                connection.execute(audit_log.insert(), rows)
+            if intent_id is not None:
+                connection.execute(
+                    sa.delete(write_intents).where(
+                        write_intents.c.id == intent_id,
+                        write_intents.c.integration == integration,
+                    )
+                )
+        if intent_id is not None:
+            self._in_flight.pop(intent_id, None)
 
     def audit_entries(self, integration: str) -> list[dict[str, Any]]:
         with self.engine.connect() as connection:
@@ -268,6 +366,154 @@ class Ledger:
                 .order_by(audit_log.c.id)
             )
             return [dict(row._mapping) for row in rows]
+
+    # write intents -------------------------------------------------------------------------
+
+    def record_intent(
+        self,
+        integration: str,
+        *,
+        target_object: str,
+        keys: Sequence[str],
+        flow_run_id: str | None,
+    ) -> int:
+        """Before a batch is written: its keys, until audit_batch replaces them with rows."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                write_intents.insert().values(
+                    integration=integration,
+                    flow_run_id=flow_run_id,
+                    target_object=target_object,
+                    keys=[str(key) for key in keys],
+                    created_at=_now(),
+                )
+            )
+            new_key = result.inserted_primary_key
+        if new_key is None:  # pragma: no cover - PostgreSQL and SQLite both return it
+            raise RuntimeError("the ledger did not return the new write intent's id")
+        intent_id = int(new_key[0])
+        self._in_flight[intent_id] = integration
+        return intent_id
+
+    def open_intents(self, integration: str) -> list[WriteIntent]:
+        """Intents not replaced by audit rows: writes cut short between target and audit."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(write_intents)
+                .where(write_intents.c.integration == integration)
+                .order_by(write_intents.c.id)
+            )
+            return [
+                WriteIntent(
+                    id=row.id,
+                    flow_run_id=row.flow_run_id,
+                    target_object=row.target_object,
+                    keys=list(row._mapping["keys"]),
+                    created_at=_to_utc(row.created_at),
+                )
+                for row in rows
+            ]
+
+    def settle_intents(
+        self, integration: str, confirmed: Mapping[str, str], *, flow_run_id: str | None
+    ) -> int:
+        """Complete the audit of interrupted writes from what this run found in the target.
+
+        ``confirmed`` maps source keys of open intents to ``"unchanged"`` (the target already
+        held what this run would write: the interrupted write was applied) or ``"written"``
+        (this run wrote it, and audits it itself). Unchanged keys are audited as ``applied``
+        on the interrupted run's behalf; every confirmed key leaves its intent; an intent left
+        without keys is closed. One transaction. Returns how many keys were audited.
+
+        Open intents of an earlier flow run, or of an earlier attempt of this one (a retry
+        keeps the flow run id), are settled; the write this ledger has in flight is not.
+        """
+        if not confirmed:
+            return 0
+        unknown = set(confirmed.values()) - CONFIRMATIONS
+        if unknown:
+            raise ValueError(
+                f"settle_intents: a key is either 'unchanged' or 'written', not {sorted(unknown)}"
+            )
+        this_run = flow_run_id or "local"
+        now = _now()
+        audit_rows: list[dict[str, Any]] = []
+        shrunk: list[dict[str, Any]] = []
+        emptied: list[int] = []
+        applied_count = 0
+        with self.engine.begin() as connection:
+            rows = connection.execute(
+                sa.select(
+                    write_intents.c.id,
+                    write_intents.c.flow_run_id,
+                    write_intents.c.target_object,
+                    write_intents.c["keys"],
+                )
+                .where(write_intents.c.integration == integration)
+                .order_by(write_intents.c.id)
+                .with_for_update()
+            ).all()
+            for intent_id, intent_run, target_object, keys in rows:
+                if intent_run == flow_run_id and intent_id in self._in_flight:
+                    continue
+                # Dictionary lookups, not scans: 50,000 open keys against a 5,000-key batch
+                # stay linear.
+                remaining = [key for key in keys if key not in confirmed]
+                if keys and len(remaining) == len(keys):
+                    continue
+                applied = list(dict.fromkeys(k for k in keys if confirmed.get(k) == "unchanged"))
+                if applied:
+                    applied_count += len(applied)
+                    audit_rows.append(
+                        _audit_row(
+                            integration,
+                            "applied",
+                            target_object,
+                            applied,
+                            intent_run,
+                            f"written by interrupted flow run {intent_run or 'local'}; "
+                            f"confirmed by flow run {this_run}",
+                            at=now,
+                        )
+                    )
+                if remaining:
+                    shrunk.append({"intent_id": intent_id, "remaining": remaining})
+                else:
+                    emptied.append(intent_id)
+            if audit_rows:
+                connection.execute(audit_log.insert(), audit_rows)
+            if shrunk:
+                connection.execute(
+                    sa.update(write_intents)
+                    .where(write_intents.c.id == sa.bindparam("intent_id"))
+                    .values(keys=sa.bindparam("remaining", type_=write_intents.c["keys"].type)),
+                    shrunk,
+                )
+            if emptied:
+                connection.execute(sa.delete(write_intents).where(write_intents.c.id.in_(emptied)))
+        return applied_count
+
+    # delete scans --------------------------------------------------------------------------
+
+    def last_delete_scan(self, integration: str) -> datetime | None:
+        with self.engine.connect() as connection:
+            at = connection.execute(
+                sa.select(delete_scans.c.last_scan_at).where(
+                    delete_scans.c.integration == integration
+                )
+            ).scalar_one_or_none()
+        return _from_db(at)
+
+    def record_delete_scan(
+        self, integration: str, *, at: datetime, flow_run_id: str | None, deleted: int
+    ) -> None:
+        values = {"last_scan_at": _to_utc(at), "flow_run_id": flow_run_id, "deleted": deleted}
+        statement = self._upsert(delete_scans).values(integration=integration, **values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[delete_scans.c.integration], set_=values
+        )
+        with self.engine.begin() as connection:
+            connection.execute(statement)
 
     # dead letters --------------------------------------------------------------------------
 
@@ -375,18 +621,98 @@ class Ledger:
 
     # run history ---------------------------------------------------------------------------
 
+    def run_started(self, integration: str, flow_run_id: str, *, started_at: datetime) -> None:
+        """Enter a run as ``running``; a retry (same flow run id) starts its row over."""
+        # A new attempt: intents this ledger still holds for the integration were cut short.
+        for intent_id in [i for i, name in self._in_flight.items() if name == integration]:
+            del self._in_flight[intent_id]
+        started = _to_utc(started_at)
+        self._put_run(
+            integration,
+            flow_run_id,
+            {
+                "status": "running",
+                "started_at": started,
+                "finished_at": None,
+                "summary": None,
+                "error": None,
+            },
+        )
+
+    def run_finished(self, integration: str, flow_run_id: str, summary: dict[str, Any]) -> None:
+        """The run completed: its summary (a retry's replaces the earlier one); keeps started_at."""
+        self._put_run(
+            integration,
+            flow_run_id,
+            {"status": "completed", "finished_at": _now(), "summary": summary, "error": None},
+        )
+
     def record_run(self, integration: str, flow_run_id: str, summary: dict[str, Any]) -> None:
-        statement = self._upsert(sync_runs)
+        """The run completed (the name from before runs had states)."""
+        self.run_finished(integration, flow_run_id, summary)
+
+    def run_failed(
+        self,
+        integration: str,
+        flow_run_id: str,
+        *,
+        error: str,
+        summary: dict[str, Any] | None = None,
+    ) -> None:
+        """The run failed with ``error``; without a summary, the one it had (if any) stays."""
+        values: dict[str, Any] = {"status": "failed", "finished_at": _now(), "error": error}
+        if summary is not None:
+            values["summary"] = summary
+        self._put_run(integration, flow_run_id, values)
+
+    def runs(self, integration: str | None = None, *, limit: int = 20) -> list[RunRecord]:
+        """The run history, newest first."""
+        newest = sa.func.coalesce(sync_runs.c.started_at, sync_runs.c.finished_at)
+        query = sa.select(sync_runs).order_by(newest.desc(), sync_runs.c.flow_run_id.desc())
+        if integration is not None:
+            query = query.where(sync_runs.c.integration == integration)
+        with self.engine.connect() as connection:
+            return [
+                RunRecord(
+                    integration=row.integration,
+                    flow_run_id=row.flow_run_id,
+                    status=row.status,
+                    started_at=_from_db(row.started_at),
+                    finished_at=_from_db(row.finished_at),
+                    error=row.error,
+                    summary=row.summary,
+                )
+                for row in connection.execute(query.limit(limit))
+            ]
+
+    def _put_run(self, integration: str, flow_run_id: str, values: dict[str, Any]) -> None:
+        statement = self._upsert(sync_runs).values(
+            integration=integration, flow_run_id=flow_run_id, **values
+        )
         statement = statement.on_conflict_do_update(
-            index_elements=[sync_runs.c.flow_run_id, sync_runs.c.integration],
-            set_={"summary": statement.excluded.summary, "finished_at": _now()},
+            index_elements=[sync_runs.c.flow_run_id, sync_runs.c.integration], set_=values
         )
         with self.engine.begin() as connection:
-            connection.execute(
-                statement.values(
-                    flow_run_id=flow_run_id,
-                    integration=integration,
-                    finished_at=_now(),
-                    summary=summary,
-                )
-            )
+            connection.execute(statement)
+
+
+def _audit_row(
+    integration: str,
+    action: str,
+    target_object: str,
+    keys: Sequence[str],
+    flow_run_id: str | None,
+    detail: str | None,
+    *,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    return {
+        "integration": integration,
+        "flow_run_id": flow_run_id,
+        "at": at or _now(),
+        "action": action,
+        "target_object": target_object,
+        "record_count": len(keys),
+        "keys": list(keys),
+        "detail": detail,
+    }
