@@ -26,7 +26,7 @@ from syncline.reporting import summary_markdown
 from syncline.settings import SynclineSettings, fault_point
 from syncline.specs import find_spec
 from syncline.state import Ledger
-from syncline.sync import SyncProgress, SyncSummary, run_sync, summary_row
+from syncline.sync import SyncProgress, SyncSummary, finish_run, run_sync, summary_row
 
 
 @task(name="sync-records", persist_result=True)
@@ -84,14 +84,19 @@ def commit_cursor(summary: SyncSummary) -> None:
     """Move the cursor to the newest change the target confirmed; keep the run's summary."""
     ledger = Ledger(SynclineSettings().ledger())
     try:
-        if summary.cursor_after is not None:
-            ledger.commit_cursor(
-                summary.integration, summary.cursor_after, flow_run_id=summary.flow_run_id
-            )
-        ledger.record_run(
-            summary.integration,
-            summary.flow_run_id or "local",
-            summary.model_dump(mode="json"),
+        finish_run(ledger, summary)
+    finally:
+        ledger.dispose()
+
+
+def record_failure(integration: str, error: BaseException) -> None:
+    """A run that failed after its records were written is in the run history too."""
+    ledger = Ledger(SynclineSettings().ledger())
+    try:
+        ledger.run_failed(
+            integration,
+            str(flow_run.get_id() or "") or "local",
+            error=f"{type(error).__name__}: {error}",
         )
     finally:
         ledger.dispose()
@@ -119,17 +124,24 @@ def scheduled_sync(integration: str = "cmdb-nightly", full_refresh: bool = False
     """Sync one integration incrementally from its cursor (or fully with ``full_refresh``)."""
     logger = get_run_logger()
     summary = sync_records(integration, full_refresh)
-    fault_point("after-target-write")
-    commit_cursor(summary)
+    try:
+        fault_point("after-target-write")
+        commit_cursor(summary)
+    except BaseException as error:
+        record_failure(integration, error)
+        raise
     publish_summary(summary)
     logger.info(
-        "%s: %d read, %d created, %d updated, %d unchanged, %d dead-lettered; cursor %s -> %s",
+        "%s: %d read, %d created, %d updated, %d unchanged, %d dead-lettered, %d deleted, "
+        "%d unread; cursor %s -> %s",
         integration,
         summary.read,
         summary.created,
         summary.updated,
         summary.unchanged,
         summary.dead_lettered,
+        summary.deleted,
+        summary.unread,
         summary.cursor_before,
         summary.cursor_after,
     )

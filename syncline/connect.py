@@ -104,6 +104,7 @@ class ConnectorFactory:
         return SqlTableSource(
             make_engine(self._sql_url(endpoint, "source")),
             endpoint.object,
+            key=endpoint.key,
             fields=endpoint.fields,
             filter_sql=endpoint.filter,
         )
@@ -112,4 +113,8 @@ class ConnectorFactory:
         endpoint = spec.target
         if endpoint.connector == "servicenow":
             return ServiceNowTableTarget(self._servicenow(endpoint, "target"), endpoint.object)
-        return SqlTableTarget(make_engine(self._sql_url(endpoint, "target")), endpoint.object)
+        return SqlTableTarget(
+            make_engine(self._sql_url(endpoint, "target")),
+            endpoint.object,
+            soft_column=spec.deletes.column,
+        )

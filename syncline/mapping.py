@@ -25,7 +25,12 @@ _FALSE = {"false", "0", "no", "n", "f", "off"}
 class MappedBatch:
     frame: pd.DataFrame  # target columns, indexed by the source key
     rejected: list[RejectedRecord] = field(default_factory=list)
-    filtered: int = 0
+    # Source keys of the records ``where`` left out: out of the integration's scope.
+    filtered_keys: list[str] = field(default_factory=list)
+
+    @property
+    def filtered(self) -> int:
+        return len(self.filtered_keys)
 
 
 class RecordMapper:
@@ -38,11 +43,11 @@ class RecordMapper:
 
     def apply(self, source: pd.DataFrame) -> MappedBatch:
         kept = source
-        filtered = 0
+        filtered_keys: list[str] = []
         if self.spec.where is not None:
             keep = self.spec.where.evaluate(source).fillna(False).astype(bool).to_numpy()
             kept = source.loc[keep]
-            filtered = len(source) - len(kept)
+            filtered_keys = source.loc[~keep, self.source_key].astype(str).tolist()
         reasons = pd.Series("", index=kept.index, dtype=object)
         columns: dict[str, pd.Series] = {}
         for name, mapping in self.spec.mapping.items():
@@ -68,7 +73,23 @@ class RecordMapper:
         frame.index = pd.Index(kept.loc[~bad, self.source_key].astype(str), name="source_key")
         # Within one batch the later version of a record wins (sources read oldest first).
         frame = frame.loc[~frame[self.target_key].duplicated(keep="last").to_numpy()]
-        return MappedBatch(frame=frame, rejected=rejected, filtered=filtered)
+        return MappedBatch(frame=frame, rejected=rejected, filtered_keys=filtered_keys)
+
+
+def target_keys(spec: IntegrationSpec, source_keys: list[str]) -> list[Any]:
+    """The target keys of records known only by source key (deletions).
+
+    Specs with a ``deletes`` policy map the target key straight from the source key (the spec
+    check enforces it), so this is the key field's cast alone.
+    """
+    if not source_keys:
+        return []
+    mapping = spec.mapping[spec.target.key]
+    typed, failed = cast_column(pd.Series(source_keys, dtype=object), mapping.type, mapping.format)
+    return [
+        value.item() if isinstance(value, np.generic) else value
+        for value in typed[~failed.to_numpy()].tolist()
+    ]
 
 
 def map_field(

@@ -32,6 +32,7 @@ from connectors.base.records import (
     RejectedRecord,
     WriteResult,
 )
+from syncline.deletes import Deletions
 from syncline.mapping import RecordMapper, jsonable
 from syncline.specs import CursorSpec, IntegrationSpec
 from syncline.state import Ledger, RecordLink
@@ -67,6 +68,11 @@ class SyncSummary(BaseModel):
     updated: int = 0
     unchanged: int = 0
     dead_lettered: int = 0
+    deleted: int = Field(default=0, description="target records deleted or marked deleted")
+    unread: int = Field(
+        default=0, description="records the source counted but would not deliver (access rules)"
+    )
+    delete_scan: bool = Field(default=False, description="a key scan for hard deletes ran")
     batches: int = 0
     cursor_before: datetime | int | None = None
     cursor_after: datetime | int | None = None
@@ -180,25 +186,60 @@ async def run_sync(
 ) -> SyncSummary:
     """Read everything changed since the cursor, map it, upsert it; report what happened.
 
-    ``logger`` receives the progress lines (flows pass their run logger, so they show in
-    the Prefect UI).
+    The run is entered in the ledger's run history as it starts; a run that raises is marked
+    failed there with its cause (the cursor is committed, and the run marked completed, by
+    ``finish_run`` once the caller has the summary). ``logger`` receives the progress lines
+    (flows pass their run logger, so they show in the Prefect UI).
     """
     started = now()
-    cursor_spec = spec.source.cursor
-    before = None if full_refresh or cursor_spec is None else ledger.read_cursor(spec.name)
-    window = ReadWindow(
-        cursor_field=cursor_spec.field if cursor_spec else None,
-        since=window_start(before, cursor_spec),
-        until=_read_until(started) if cursor_spec and cursor_spec.type == "datetime" else None,
-        batch_size=spec.batch_size,
-    )
+    run_id = flow_run_id or "local"
+    ledger.run_started(spec.name, run_id, started_at=started)
     summary = SyncSummary(
         integration=spec.name,
         flow_run_id=flow_run_id,
         full_refresh=full_refresh,
         started_at=started,
         finished_at=started,
-        cursor_before=before,
+    )
+    try:
+        await _sync(spec, source, target, ledger, summary, on_progress, now, logger)
+    except BaseException as error:
+        summary.finished_at = now()
+        _add_calls(summary, source.call_stats())
+        _add_calls(summary, target.call_stats())
+        ledger.run_failed(
+            spec.name,
+            run_id,
+            error=f"{type(error).__name__}: {error}",
+            summary=summary.model_dump(mode="json"),
+        )
+        raise
+    return summary
+
+
+async def _sync(
+    spec: IntegrationSpec,
+    source: RecordSource,
+    target: RecordTarget,
+    ledger: Ledger,
+    summary: SyncSummary,
+    on_progress: Callable[[SyncProgress], Awaitable[None]] | None,
+    now: Callable[[], datetime],
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> None:
+    flow_run_id = summary.flow_run_id
+    cursor_spec = spec.source.cursor
+    before = None if summary.full_refresh or cursor_spec is None else ledger.read_cursor(spec.name)
+    summary.cursor_before = before
+    window = ReadWindow(
+        cursor_field=cursor_spec.field if cursor_spec else None,
+        since=window_start(before, cursor_spec),
+        until=(
+            _read_until(summary.started_at)
+            if cursor_spec and cursor_spec.type == "datetime"
+            else None
+        ),
+        batch_size=spec.batch_size,
     )
     logger.info(
         "%s: reading %s.%s changed since %s",
@@ -207,6 +248,8 @@ async def run_sync(
         spec.source.object,
         window.since or "the beginning",
     )
+    # Fields the source does not have would reach the mapping as NULLs in every row.
+    await source.prepare(spec.source_fields())
     mapper = RecordMapper(spec)
     batches = ReadAhead(source.read(window))
     try:
@@ -214,7 +257,18 @@ async def run_sync(
     except BaseException:
         await batches.aclose()
         raise
-    pending_dead_letters = ledger.pending_dead_letter_keys(spec.name)
+    writer = BatchWriter(spec, target, ledger, flow_run_id=flow_run_id)
+    deletions = Deletions(
+        spec,
+        source,
+        target,
+        ledger,
+        full_refresh=summary.full_refresh,
+        flow_run_id=flow_run_id,
+        now=now,
+        logger=logger,
+    )
+    await deletions.before_writes()
     newest: CursorValue | None = None
     clock = time.perf_counter()
     async for batch in batches:
@@ -223,16 +277,10 @@ async def run_sync(
         if window.cursor_field:
             newest = _newest(newest, source.max_cursor(batch, window.cursor_field))
         mapped = mapper.apply(batch)
+        deletions.saw(batch, mapped)
         summary.filtered += mapped.filtered
         ledger.dead_letter(spec.name, mapped.rejected, stage="map", flow_run_id=flow_run_id)
-        result = await target.upsert(mapped.frame, spec.target.key)
-        ledger.dead_letter(
-            spec.name,
-            as_source_records(spec, batch, mapped.frame, result.rejected),
-            stage="write",
-            flow_run_id=flow_run_id,
-        )
-        _account(spec, ledger, mapped.frame, result, pending_dead_letters, flow_run_id)
+        result = await writer.write(batch, mapped.frame)
         summary.created += len(result.created)
         summary.updated += len(result.updated)
         summary.unchanged += result.unchanged
@@ -259,6 +307,19 @@ async def run_sync(
             len(mapped.rejected) + len(result.rejected),
             summary.read / max(time.perf_counter() - clock, 1e-9),
         )
+    summary.unread = source.unread()
+    if summary.unread:
+        logger.warning(
+            "%s: %s.%s counted %d record(s) it did not deliver, even when asked again "
+            "(hidden by access rules?); they are not in this run",
+            spec.name,
+            spec.source.connector,
+            spec.source.object,
+            summary.unread,
+        )
+    deleted = await deletions.apply(window)
+    summary.deleted = deleted.deleted
+    summary.delete_scan = deleted.scanned
     summary.finished_at = now()
     summary.cursor_after = _newest(before, newest)
     lag_from = summary.cursor_after
@@ -266,7 +327,88 @@ async def run_sync(
         summary.data_lag_seconds = max(0.0, (summary.finished_at - lag_from).total_seconds())
     _add_calls(summary, source.call_stats())
     _add_calls(summary, target.call_stats())
-    return summary
+
+
+def finish_run(ledger: Ledger, summary: SyncSummary) -> None:
+    """After the writes are confirmed: move the cursor, then enter the run as completed."""
+    if summary.cursor_after is not None:
+        ledger.commit_cursor(
+            summary.integration, summary.cursor_after, flow_run_id=summary.flow_run_id
+        )
+    ledger.run_finished(
+        summary.integration, summary.flow_run_id or "local", summary.model_dump(mode="json")
+    )
+
+
+class BatchWriter:
+    """Writes mapped batches to the target with a complete audit, even across crashes.
+
+    Before each write the batch's keys are recorded as an *intent*; the audit rows replace it
+    in one ledger transaction once the target confirms. A crash in between leaves the intent
+    open, and the next run (a retry or the next schedule) rereads those records, finds them
+    already applied ("unchanged"), and audits them as ``applied`` on the interrupted run's
+    behalf: the audit log holds every change, whichever run was cut short.
+    """
+
+    def __init__(
+        self,
+        spec: IntegrationSpec,
+        target: RecordTarget,
+        ledger: Ledger,
+        *,
+        flow_run_id: str | None,
+    ) -> None:
+        self.spec = spec
+        self.target = target
+        self.ledger = ledger
+        self.flow_run_id = flow_run_id
+        self.target_object = f"{spec.target.connector}:{spec.target.object}"
+        self.pending_dead_letters = ledger.pending_dead_letter_keys(spec.name)
+        self.in_doubt = {key for intent in ledger.open_intents(spec.name) for key in intent.keys}
+
+    async def write(self, source_batch: pd.DataFrame, frame: pd.DataFrame) -> WriteResult:
+        spec, ledger = self.spec, self.ledger
+        if spec.deletes.column is not None:
+            # A record that is (back) in scope is not deleted: writing it clears the mark.
+            frame = frame.assign(**{spec.deletes.column: None})
+        keys = frame[spec.target.key].astype(str).tolist()
+        intent = ledger.record_intent(
+            spec.name, target_object=self.target_object, keys=keys, flow_run_id=self.flow_run_id
+        )
+        result = await self.target.upsert(frame, spec.target.key)
+        ledger.audit_batch(
+            spec.name,
+            target_object=self.target_object,
+            actions={"created": result.created, "updated": result.updated},
+            flow_run_id=self.flow_run_id,
+            intent_id=intent,
+        )
+        ledger.dead_letter(
+            spec.name,
+            as_source_records(spec, source_batch, frame, result.rejected),
+            stage="write",
+            flow_run_id=self.flow_run_id,
+        )
+        self._settle(keys, result)
+        _keep_links(spec, ledger, frame, result, self.flow_run_id)
+        _close_dead_letters(
+            spec, ledger, frame, result, self.pending_dead_letters, self.flow_run_id
+        )
+        return result
+
+    def _settle(self, keys: list[str], result: WriteResult) -> None:
+        if not self.in_doubt:
+            return
+        written = {str(key) for key in (*result.created, *result.updated)}
+        rejected = {record.key for record in result.rejected}
+        confirmed = {
+            key: "written" if key in written else "unchanged"
+            for key in keys
+            if key in self.in_doubt and key not in rejected
+        }
+        if confirmed:
+            self.ledger.settle_intents(self.spec.name, confirmed, flow_run_id=self.flow_run_id)
+            self.in_doubt.difference_update(confirmed)
 
 
 def as_source_records(
@@ -293,7 +435,32 @@ def as_source_records(
     return records
 
 
-def _account(
+def _keep_links(
+    spec: IntegrationSpec,
+    ledger: Ledger,
+    written: pd.DataFrame,
+    result: WriteResult,
+    flow_run_id: str | None,
+) -> None:
+    """For targets that choose their own keys: source key → target key, and what was written."""
+    if not result.assigned_keys:
+        return
+    by_target_key = written.reset_index().set_index(spec.target.key, drop=False)
+    rows = by_target_key.loc[list(result.assigned_keys)]
+    hashes = row_hashes(rows.drop(columns=["source_key"]))
+    ledger.save_links(
+        spec.name,
+        [
+            RecordLink(str(source_key), result.assigned_keys[str(target_key)], digest)
+            for source_key, target_key, digest in zip(
+                rows["source_key"], rows.index, hashes, strict=True
+            )
+        ],
+        flow_run_id=flow_run_id,
+    )
+
+
+def _close_dead_letters(
     spec: IntegrationSpec,
     ledger: Ledger,
     written: pd.DataFrame,
@@ -301,42 +468,20 @@ def _account(
     pending_dead_letters: set[str],
     flow_run_id: str | None,
 ) -> None:
-    """Audit the applied changes, keep links, and close dead letters that now went through."""
-    target_object = f"{spec.target.connector}:{spec.target.object}"
-    for action, keys in (("created", result.created), ("updated", result.updated)):
-        ledger.audit(
-            spec.name,
-            action=action,
-            target_object=target_object,
-            keys=keys,
-            flow_run_id=flow_run_id,
+    """Dead letters whose records have now gone through are resolved."""
+    if not pending_dead_letters:
+        return
+    rejected = {record.key for record in result.rejected}
+    recovered = [
+        key
+        for key in written.index[written.index.isin(list(pending_dead_letters))]
+        if key not in rejected
+    ]
+    if recovered:
+        ledger.resolve_dead_letters(
+            spec.name, recovered, status="resolved", flow_run_id=flow_run_id
         )
-    if result.assigned_keys:
-        by_target_key = written.reset_index().set_index(spec.target.key, drop=False)
-        rows = by_target_key.loc[list(result.assigned_keys)]
-        hashes = row_hashes(rows.drop(columns=["source_key"]))
-        ledger.save_links(
-            spec.name,
-            [
-                RecordLink(str(source_key), result.assigned_keys[str(target_key)], digest)
-                for source_key, target_key, digest in zip(
-                    rows["source_key"], rows.index, hashes, strict=True
-                )
-            ],
-            flow_run_id=flow_run_id,
-        )
-    if pending_dead_letters:
-        rejected = {record.key for record in result.rejected}
-        recovered = [
-            key
-            for key in written.index[written.index.isin(list(pending_dead_letters))]
-            if key not in rejected
-        ]
-        if recovered:
-            ledger.resolve_dead_letters(
-                spec.name, recovered, status="resolved", flow_run_id=flow_run_id
-            )
-            pending_dead_letters.difference_update(recovered)
+        pending_dead_letters.difference_update(recovered)
 
 
 def summary_row(summary: SyncSummary) -> dict[str, Any]:
@@ -349,6 +494,8 @@ def summary_row(summary: SyncSummary) -> dict[str, Any]:
         "unchanged": summary.unchanged,
         "filtered": summary.filtered,
         "dead_lettered": summary.dead_lettered,
+        "deleted": summary.deleted,
+        "unread": summary.unread,
         "cursor_before": _text(summary.cursor_before),
         "cursor_after": _text(summary.cursor_after),
         "data_lag": _lag(summary.data_lag_seconds),

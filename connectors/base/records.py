@@ -49,6 +49,14 @@ class ReadWindow:
 
 
 @dataclass(frozen=True, slots=True)
+class DeleteRule:
+    """How a target removes a record: delete the row, or mark it (``soft_column`` = ``at``)."""
+
+    soft_column: str | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RejectedRecord:
     """A record the target refused; it goes to the dead-letter table, never into silence."""
 
@@ -70,12 +78,43 @@ class WriteResult:
 
 
 class RecordSource(Protocol):
-    """A system records are read from, in batches, by cursor."""
+    """A system records are read from, in batches, by cursor.
+
+    A read must not skip: every record that matches the window and the native filter for the
+    whole read is delivered at least once (duplicates are fine, the engine dedupes by key),
+    whatever changes while it runs. Rows the system counts but will not deliver (e.g. hidden
+    by access rules, still missing after a re-read) are counted by ``unread``, never dropped
+    in silence.
+    """
 
     system: str
     object_name: str
 
+    async def prepare(self, fields: Sequence[str]) -> None:
+        """Check, before anything is read, that ``fields`` exist in the source object.
+
+        Raises ``FatalError`` naming every unknown field (sources that silently drop unknown
+        fields would otherwise hand the mapping NULLs).
+        """
+        ...
+
     def read(self, window: ReadWindow) -> AsyncIterator[pd.DataFrame]: ...
+
+    def read_keys(self, window: ReadWindow, *, scoped: bool = True) -> AsyncIterator[list[str]]:
+        """The keys (as text) of the records in ``window``; key-only, so cheap.
+
+        ``scoped=False`` leaves the native filter out: keys changed in the window that the
+        scoped read did not return have left the integration's scope.
+        """
+        ...
+
+    async def in_scope(self, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` exist now and match the native filter (any change time)."""
+        ...
+
+    def unread(self) -> int:
+        """Rows the source counted but did not deliver, after a re-read, in reads so far."""
+        ...
 
     def max_cursor(self, batch: pd.DataFrame, cursor_field: str) -> CursorValue | None:
         """The newest cursor value in ``batch``, in the cursor's own type."""
@@ -104,6 +143,18 @@ class RecordTarget(Protocol):
 
     async def upsert(self, batch: pd.DataFrame, key: str) -> WriteResult:
         """Create or update every row of ``batch`` by ``key``; unchanged rows are not touched."""
+        ...
+
+    async def delete(self, keys: Sequence[Any], key: str, rule: DeleteRule) -> list[str]:
+        """Delete (or mark, for a soft rule) the records whose ``key`` is one of ``keys``.
+
+        Returns the keys (as text) that were present and are now deleted or newly marked; keys
+        that are absent, or already marked, are not returned. Idempotent.
+        """
+        ...
+
+    def read_keys(self, key: str) -> AsyncIterator[list[str]]:
+        """Every key (as text) the target holds, in batches; soft-deleted rows included."""
         ...
 
     def call_stats(self) -> CallStats | None: ...

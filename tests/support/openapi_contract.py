@@ -37,11 +37,15 @@ _HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "p
 
 
 def specs_dir() -> Path:
-    """Vendor descriptions: ``$SYNCLINE_VENDOR_SPECS_DIR``, else ``<repo>/../shared/specs``."""
+    """Vendor descriptions: ``$SYNCLINE_VENDOR_SPECS_DIR``, else the copies in tests/contracts/.
+
+    The copies are the vendors' files byte for byte; tests/contracts/PROVENANCE.json says where
+    each came from (repository, path, commit, licence) and its SHA-256.
+    """
     override = os.environ.get("SYNCLINE_VENDOR_SPECS_DIR")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "specs"
+    return Path(__file__).resolve().parents[1] / "contracts"
 
 
 SPECS_DIR = specs_dir()
