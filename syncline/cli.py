@@ -46,10 +46,20 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from flows.scheduled_sync import scheduled_sync
+    from syncline.devstack import PrefectServerError, temporary_prefect_server
+    from syncline.settings import SynclineSettings
     from syncline.sync import summary_row
 
-    summary = scheduled_sync(args.integration, full_refresh=args.full_refresh)
+    # The flow runs in this process; with no Prefect server configured it gets a temporary
+    # one that stops with this command, even when the command is killed.
+    try:
+        with temporary_prefect_server(SynclineSettings().home):
+            from flows.scheduled_sync import scheduled_sync
+
+            summary = scheduled_sync(args.integration, full_refresh=args.full_refresh)
+    except PrefectServerError as error:
+        print(error, file=sys.stderr)
+        return 1
     print(json.dumps(summary_row(summary), indent=2))
     return 0
 

@@ -1,8 +1,9 @@
 """``make demo``: the nightly CMDB sync, twice, against the sandbox, on the embedded defaults.
 
 1. serves a 50,000-CI ServiceNow sandbox on loopback (in this process);
-2. runs the `scheduled-sync` flow for `cmdb-nightly` on a local Prefect server (ephemeral, with
-   its SQLite database under ``$PREFECT_HOME``), loading every CI into ``.syncline/reporting.db``;
+2. runs the `scheduled-sync` flow for `cmdb-nightly` on a local Prefect server (a temporary
+   one, with its SQLite database under ``$PREFECT_HOME``, unless ``PREFECT_API_URL`` names
+   one), loading every CI into ``.syncline/reporting.db``;
 3. changes 1% of the CIs in the sandbox (and adds two that cannot be mapped);
 4. runs the flow again: the incremental run touches only those;
 5. prints where to look, and exits with nothing left running.
@@ -17,6 +18,7 @@ import time
 import sqlalchemy as sa
 
 from connectors.sql import make_engine
+from syncline.devstack import temporary_prefect_server
 from syncline.sandbox.server import BackgroundServer, build_app
 from syncline.sandbox.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
 from syncline.settings import SynclineSettings
@@ -50,7 +52,9 @@ def main() -> int:
     _say(f"Seeding a ServiceNow sandbox with {CIS:,} servers ...")
     sandbox = ServiceNowSandbox(ServiceNowSandboxConfig(cmdb_ci_server=CIS))
     spec, ledger, reporting = _fresh_state(settings, reporting_url)
-    with BackgroundServer(build_app(sandbox)) as server:
+    # The Prefect server first: it dies with this process (see temporary_prefect_server),
+    # and is forked before the sandbox's thread exists.
+    with temporary_prefect_server(settings.home), BackgroundServer(build_app(sandbox)) as server:
         os.environ["SYNCLINE_SERVICENOW_URL"] = server.url
         _run_twice(sandbox)
 
