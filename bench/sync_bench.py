@@ -1,13 +1,17 @@
 """Syncline data-path benchmark: the sync engine end to end, without a Prefect server.
 
     .venv/bin/python bench/sync_bench.py [--rows 1000000] [--cis 50000] [--batch-size N]
+                                         [--repeat 3] [--ceiling-method auto|adbc|psycopg]
                                          [--postgres-url URL] [--scenarios pg,sqlite,servicenow]
 
 Scenarios (each timed phase runs in a fresh ``spawn`` subprocess, so its peak RSS is its own):
 
 1. PostgreSQL -> PostgreSQL, ``--rows`` x 10 columns: (a) full run into an empty reporting
    table, (b) the same full run again with nothing changed (``full_refresh``), (c) 1% of the
-   source rows changed, incremental run from the committed cursor.
+   source rows changed, incremental run from the committed cursor. Interleaved with (a) and
+   (b), the PostgreSQL write path's ceilings on the same rows: a hand-written binary COPY into
+   a fresh table, and COPY into a temporary stage + one ``INSERT ... ON CONFLICT`` merge into
+   a table that already holds the rows; (a) and (b) are also reported as fractions of them.
 2. The same PostgreSQL source -> a SQLite reporting database file, full run.
 3. ServiceNow sandbox (``--cis`` CIs) -> SQLite, with the shipped ``cmdb_nightly.yaml``, the
    sandbox served by uvicorn over loopback (and, labelled, in-process via ASGITransport).
@@ -28,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import inspect
 import json
 import logging
 import multiprocessing
@@ -67,6 +72,9 @@ DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 BATCH_CANDIDATES = (100_000, 200_000)
 GOAL_FULL_ROWS_PER_S = 100_000
 GOAL_INCREMENTAL_RATIO = 0.10
+CeilingMethod = Literal["adbc", "psycopg"]
+CEILING_METHODS: tuple[CeilingMethod, ...] = ("adbc", "psycopg")
+CEILING_STAGE = "ceiling_stage"
 SOURCE_TABLE = "bench_source"
 SOURCE_FIELDS = [
     "id",
@@ -133,6 +141,10 @@ class TimedSource:
         self.object_name = inner.object_name
         self.seconds = 0.0
 
+    def __getattr__(self, name: str) -> Any:
+        # Whatever else the engine asks of a source (field checks, key reads) is not timed.
+        return getattr(self.inner, name)
+
     async def read(self, window: ReadWindow) -> AsyncIterator[pd.DataFrame]:
         batches = aiter(self.inner.read(window))
         while True:
@@ -167,6 +179,10 @@ class TimedTarget:
         self.object_name = inner.object_name
         self.seconds = 0.0
 
+    def __getattr__(self, name: str) -> Any:
+        # Whatever else the engine asks of a target (key reads, deletes) is not timed.
+        return getattr(self.inner, name)
+
     async def prepare(self, columns: Sequence[Column], key: str) -> None:
         start = time.perf_counter()
         await self.inner.prepare(columns, key)
@@ -189,30 +205,29 @@ class TimedLedger(Ledger):
     """The real ledger, with the time of every call the engine makes added up."""
 
     seconds = 0.0
+    depth = 0
 
 
 def _timed_method(method: Callable[..., T]) -> Callable[..., T]:
     @functools.wraps(method)
     def timed(self: TimedLedger, *args: Any, **kwargs: Any) -> T:
+        if self.depth:  # called by another ledger method, whose time already counts
+            return method(self, *args, **kwargs)
+        self.depth += 1
         start = time.perf_counter()
         try:
             return method(self, *args, **kwargs)
         finally:
             self.seconds += time.perf_counter() - start
+            self.depth -= 1
 
     return timed
 
 
-for _name in (
-    "read_cursor",
-    "commit_cursor",
-    "pending_dead_letter_keys",
-    "audit",
-    "dead_letter",
-    "save_links",
-    "resolve_dead_letters",
-):
-    setattr(TimedLedger, _name, _timed_method(getattr(Ledger, _name)))
+# Every public method, not a list of the engine's calls: the engine's use of the ledger grows.
+for _name, _method in list(vars(Ledger).items()):
+    if inspect.isfunction(_method) and not _name.startswith("_") and _name != "dispose":
+        setattr(TimedLedger, _name, _timed_method(_method))
 
 
 async def timed_sync(
@@ -413,6 +428,156 @@ def run_servicenow_job(job: ServiceNowJob) -> PhaseResult:
     return result
 
 
+@dataclass(frozen=True)
+class CeilingJob:
+    """A hand-written PostgreSQL write of the rows an end-to-end run wrote: its ceiling.
+
+    ``kind`` "copy": one binary COPY into ``table``, created fresh like ``rows_table`` (column
+    types, primary key, storage options). ``kind`` "merge": COPY into a temporary stage, then
+    one ``INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE <a column differs>`` into ``table``,
+    which already holds the same rows (the rerun case: nothing changes).
+    """
+
+    label: str
+    url: str
+    rows_table: str  # the end-to-end run's reporting table: the rows and the table's shape
+    table: str
+    kind: Literal["copy", "merge"]
+    method: CeilingMethod
+    expect_rows: int
+
+
+def libpq_uri(url: str) -> str:
+    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def run_ceiling_job(job: CeilingJob) -> PhaseResult:
+    """Load the rows into memory in the method's own form, make the tables, then time the write.
+
+    The clock covers the COPY (and the merge) and the commit, in one transaction. Reading the
+    rows, turning them into the method's input and creating the tables come before it: the
+    ceiling is the write alone.
+    """
+    import adbc_driver_postgresql.dbapi as adbc
+
+    quiet_logs()
+    uri = libpq_uri(job.url)
+    base = rss_mb()
+    loading = time.perf_counter()
+    with adbc.connect(uri) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+            f"WHERE attrelid = '{quoted(job.rows_table)}'::regclass AND attnum > 0 "
+            "AND NOT attisdropped ORDER BY attnum"
+        )
+        columns: list[tuple[str, str]] = cursor.fetchall()
+        cursor.execute(
+            "SELECT a.attname, array_to_string(c.reloptions, ', ') FROM pg_class c "
+            "JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary "
+            "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0] "
+            f"WHERE c.oid = '{quoted(job.rows_table)}'::regclass"
+        )
+        key, options = cursor.fetchone()
+        names = ", ".join(quoted(name) for name, _ in columns)
+        # Heap order is the order the engine wrote them in.
+        cursor.execute(f"SELECT {names} FROM {quoted(job.rows_table)}")
+        data = cursor.fetch_arrow_table()
+    rows = (
+        list(zip(*(column.to_pylist() for column in data.columns), strict=True))
+        if job.method == "psycopg"
+        else []
+    )
+    load_s = time.perf_counter() - loading
+
+    target = quoted(job.table)
+    if job.kind == "copy":
+        setup = [
+            f"CREATE TABLE {target} (LIKE {quoted(job.rows_table)} INCLUDING ALL)"
+            + (f" WITH ({options})" if options else "")
+        ]
+        copy_into = job.table
+    else:
+        setup = [
+            f"DROP TABLE IF EXISTS {CEILING_STAGE}",
+            f"CREATE TEMP TABLE {CEILING_STAGE} (LIKE {target})",
+        ]
+        copy_into = CEILING_STAGE
+    others = [name for name, _ in columns if name != key]
+    merge = (
+        f"INSERT INTO {target} AS t ({names}) SELECT {names} FROM {CEILING_STAGE} "
+        f"ON CONFLICT ({quoted(key)}) DO UPDATE SET "
+        + ", ".join(f"{quoted(c)} = EXCLUDED.{quoted(c)}" for c in others)
+        + " WHERE "
+        + " OR ".join(f"t.{quoted(c)} IS DISTINCT FROM EXCLUDED.{quoted(c)}" for c in others)
+    )
+
+    affected = 0
+    if job.method == "adbc":
+        with adbc.connect(uri) as connection:
+            with connection.cursor() as cursor:
+                for statement in setup:
+                    cursor.execute(statement)
+            connection.commit()
+            start = time.perf_counter()
+            with connection.cursor() as cursor:
+                written = cursor.adbc_ingest(
+                    copy_into, data, mode="append", temporary=job.kind == "merge"
+                )
+                if job.kind == "merge":
+                    cursor.execute(merge)
+                    affected = cursor.rowcount
+            connection.commit()
+            seconds = time.perf_counter() - start
+    else:
+        import psycopg
+
+        types = [type_name for _, type_name in columns]
+        with psycopg.connect(uri) as connection:
+            with connection.cursor() as cursor:
+                for statement in setup:
+                    cursor.execute(statement)
+            connection.commit()
+            start = time.perf_counter()
+            with connection.cursor() as cursor:
+                with cursor.copy(
+                    f"COPY {quoted(copy_into)} ({names}) FROM STDIN (FORMAT BINARY)"
+                ) as copy:
+                    copy.set_types(types)
+                    for row in rows:
+                        copy.write_row(row)
+                written = cursor.rowcount
+                if job.kind == "merge":
+                    cursor.execute(merge)
+                    affected = cursor.rowcount
+            connection.commit()
+            seconds = time.perf_counter() - start
+
+    count = len(data)
+    result = PhaseResult(
+        label=job.label,
+        read=count,
+        created=written if job.kind == "copy" else 0,
+        updated=affected,
+        unchanged=count - affected if job.kind == "merge" else 0,
+        seconds=seconds,
+        write_s=seconds,
+        base_rss_mb=base,
+        peak_rss_mb=rss_mb(),
+        extra={"ceiling": job.kind, "method": job.method, "load_s": round(load_s, 2)},
+    )
+    problems = []
+    if count != job.expect_rows or written != count:
+        problems.append(f"{count:,} rows loaded, {written:,} copied; expected {job.expect_rows:,}")
+    if affected:
+        problems.append(f"the merge changed {affected:,} rows; expected none")
+    result.check = "; ".join(problems) or "ok"
+    return result
+
+
 def in_subprocess(function: Callable[[Any], PhaseResult], job: Any) -> PhaseResult:
     """Run one phase in a fresh interpreter: its peak RSS is the phase's alone."""
     context = multiprocessing.get_context("spawn")
@@ -571,6 +736,24 @@ class Figures:
     json: dict[str, Any] = field(default_factory=dict)
 
 
+def ratio_or_none(value: float, ceiling: float) -> float | None:
+    return round(value / ceiling, 3) if ceiling else None
+
+
+def paired_ratios(ends: Sequence[PhaseResult], ceilings: Sequence[PhaseResult]) -> list[float]:
+    """Round by round: each end-to-end run's rows/s over its own ceiling's."""
+    return [
+        round(end.rows_per_s / ceiling.rows_per_s, 3)
+        for end, ceiling in zip(ends, ceilings, strict=True)
+        if ceiling.rows_per_s
+    ]
+
+
+def upper_median(values: Sequence[float]) -> float | None:
+    """As ``median_phase``: the upper median for an even count."""
+    return sorted(values)[len(values) // 2] if values else None
+
+
 def postgres_scenarios(args: argparse.Namespace, workdir: Path, figures: Figures) -> None:
     rows: int = args.rows
     with BenchDatabase(args.postgres_url) as db:
@@ -619,40 +802,123 @@ def postgres_scenarios(args: argparse.Namespace, workdir: Path, figures: Figures
                     + ", ".join(f"{b:,}: {r.rows_per_s:,.0f} rows/s" for b, r in full_runs.items())
                     + ")"
                 )
-            # More full loads at the chosen size, each into a fresh table: the figure is the
-            # median, since a single run on a shared 2-core machine varies by +-20%.
-            full_samples = [full_runs[chosen]]
-            for repeat in range(2, args.repeat + 1):
+
+            def ceiling(
+                kind: Literal["copy", "merge"],
+                method: CeilingMethod,
+                rows_table: str,
+                target: str,
+                label: str,
+            ) -> PhaseResult:
+                db.settle()
+                progress(f"{label}: {rows:,} rows of {rows_table} into {target}")
+                sample = in_subprocess(
+                    run_ceiling_job,
+                    CeilingJob(label, db.url, rows_table, target, kind, method, rows),
+                )
+                progress(f"   {sample.rows_per_s:,.0f} rows/s")
+                figures.phases.append(sample)
+                return sample
+
+            # Rounds of full load, COPY ceiling, rerun, merge ceiling, so that the machine's
+            # load moves end-to-end figures and their ceilings alike; each figure is the median
+            # of --repeat, since a single run on a shared 2-core machine varies by +-20%. The
+            # first round's full load is the batch-size candidates' winner, and its COPY
+            # ceiling tries each COPY method once: the faster is used from then on.
+            methods = CEILING_METHODS if args.ceiling_method == "auto" else (args.ceiling_method,)
+            full_samples: list[PhaseResult] = []
+            copy_samples: list[PhaseResult] = []
+            rerun_samples: list[PhaseResult] = []
+            merge_samples: list[PhaseResult] = []
+            method: CeilingMethod = methods[0]
+            for repeat in range(1, args.repeat + 1):
+                suffix = "" if repeat == 1 else f" #{repeat}"
+                full_table = table if repeat == 1 else f"{table}_{repeat}"
+                if repeat == 1:
+                    full_samples.append(full_runs[chosen])
+                    probes = {
+                        m: ceiling(
+                            "copy", m, full_table, f"ceiling_copy_1_{m}", f"1a ceiling: COPY ({m})"
+                        )
+                        for m in methods
+                    }
+                    method = max(probes, key=lambda m: probes[m].rows_per_s)
+                    for m in probes:
+                        if m != method:
+                            db.execute(f"DROP TABLE ceiling_copy_1_{m}")
+                    copy_table = f"ceiling_copy_1_{method}"
+                    copy_samples.append(probes[method])
+                    if len(probes) > 1:
+                        figures.notes.append(
+                            f"COPY ceiling method chosen by measurement: {method} ("
+                            + ", ".join(
+                                f"{m}: {r.rows_per_s:,.0f} rows/s" for m, r in probes.items()
+                            )
+                            + ")"
+                        )
+                        figures.json["postgres_copy_ceiling_candidates"] = {
+                            m: round(r.rows_per_s) for m, r in probes.items()
+                        }
+                else:
+                    db.settle()
+                    progress(
+                        f"1(a) PostgreSQL full run {repeat} of {args.repeat}, batch_size {chosen:,}"
+                    )
+                    sample = in_subprocess(
+                        run_sql_job,
+                        job(
+                            f"1a pg full (batch {chosen:,}) #{repeat}",
+                            full_table,
+                            chosen,
+                            expect={"read": rows, "created": rows},
+                        ),
+                    )
+                    progress(f"   {sample.rows_per_s:,.0f} rows/s")
+                    figures.phases.append(sample)
+                    full_samples.append(sample)
+                    copy_table = f"ceiling_copy_{repeat}"
+                    copy_samples.append(
+                        ceiling(
+                            "copy",
+                            method,
+                            full_table,
+                            copy_table,
+                            f"1a ceiling: COPY ({method}){suffix}",
+                        )
+                    )
+
                 db.settle()
                 progress(
-                    f"1(a) PostgreSQL full run {repeat} of {args.repeat}, batch_size {chosen:,}"
+                    f"1(b) PostgreSQL rerun {repeat} of {args.repeat}, nothing changed, "
+                    f"batch_size {chosen:,}"
                 )
                 sample = in_subprocess(
                     run_sql_job,
                     job(
-                        f"1a pg full (batch {chosen:,}) #{repeat}",
-                        f"reporting_items_{chosen}_{repeat}",
+                        f"1b pg rerun unchanged{suffix}",
+                        full_table,
                         chosen,
-                        expect={"read": rows, "created": rows},
+                        full_refresh=True,
+                        expect={"read": rows, "created": 0, "updated": 0, "unchanged": rows},
                     ),
                 )
+                progress(f"   {sample.rows_per_s:,.0f} rows/s")
                 figures.phases.append(sample)
-                full_samples.append(sample)
+                rerun_samples.append(sample)
+                merge_samples.append(
+                    ceiling(
+                        "merge",
+                        method,
+                        full_table,
+                        copy_table,
+                        f"1b ceiling: COPY + merge ({method}){suffix}",
+                    )
+                )
+                db.execute(f"DROP TABLE {copy_table}")
             full = median_phase(full_samples)
-
-            db.settle()
-            progress(f"1(b) PostgreSQL rerun, nothing changed, batch_size {chosen:,}")
-            rerun = in_subprocess(
-                run_sql_job,
-                job(
-                    "1b pg rerun unchanged",
-                    table,
-                    chosen,
-                    full_refresh=True,
-                    expect={"read": rows, "created": 0, "updated": 0, "unchanged": rows},
-                ),
-            )
-            figures.phases.append(rerun)
+            rerun = median_phase(rerun_samples)
+            copy_ceiling = median_phase(copy_samples)
+            merge_ceiling = median_phase(merge_samples)
 
             incremental_samples = []
             for repeat in range(1, args.repeat + 1):
@@ -676,12 +942,25 @@ def postgres_scenarios(args: argparse.Namespace, workdir: Path, figures: Figures
                 figures.phases.append(sample)
                 incremental_samples.append(sample)
             incremental = median_phase(incremental_samples)
+
+            def seconds(samples: Sequence[PhaseResult]) -> str:
+                return ", ".join(f"{p.seconds:.2f}" for p in samples) + " s"
+
+            # Each round's end-to-end run against its own ceiling, taken minutes apart at most:
+            # the median of these ratios, not the ratio of two medians that may come from
+            # different rounds (and so from different loads on the machine).
+            full_vs_copy = paired_ratios(full_samples, copy_samples)
+            rerun_vs_merge = paired_ratios(rerun_samples, merge_samples)
             figures.notes.append(
-                f"medians of {args.repeat}: full "
-                + ", ".join(f"{p.seconds:.2f}" for p in full_samples)
-                + " s; incremental "
-                + ", ".join(f"{p.seconds:.2f}" for p in incremental_samples)
-                + " s"
+                f"medians of {args.repeat}: full {seconds(full_samples)}; COPY ceiling "
+                f"{seconds(copy_samples)}; rerun {seconds(rerun_samples)}; merge ceiling "
+                f"{seconds(merge_samples)}; incremental {seconds(incremental_samples)}"
+            )
+            figures.notes.append(
+                f"round by round: full/COPY ceiling {', '.join(f'{r:.2f}' for r in full_vs_copy)}"
+                f"; rerun/merge ceiling {', '.join(f'{r:.2f}' for r in rerun_vs_merge)} "
+                f"(ratios of the medians: {ratio_or_none(full.rows_per_s, copy_ceiling.rows_per_s)}"
+                f", {ratio_or_none(rerun.rows_per_s, merge_ceiling.rows_per_s)})"
             )
             ratio = incremental.seconds / full.seconds
             figures.json.update(
@@ -697,6 +976,15 @@ def postgres_scenarios(args: argparse.Namespace, workdir: Path, figures: Figures
                 postgres_batch_candidates={
                     str(b): round(r.rows_per_s) for b, r in full_runs.items()
                 },
+                postgres_copy_ceiling_method=method,
+                postgres_copy_ceiling_rows_per_s=round(copy_ceiling.rows_per_s),
+                postgres_copy_ceiling_seconds=round(copy_ceiling.seconds, 2),
+                postgres_merge_ceiling_rows_per_s=round(merge_ceiling.rows_per_s),
+                postgres_merge_ceiling_seconds=round(merge_ceiling.seconds, 2),
+                postgres_full_vs_copy=upper_median(full_vs_copy),
+                postgres_rerun_vs_merge=upper_median(rerun_vs_merge),
+                postgres_full_vs_copy_rounds=full_vs_copy,
+                postgres_rerun_vs_merge_rounds=rerun_vs_merge,
             )
             batch_for_sqlite = chosen
         else:
@@ -815,6 +1103,7 @@ def compact(phase: PhaseResult) -> dict[str, Any]:
         "unchanged": phase.unchanged,
         "peak_rss_mb": round(phase.peak_rss_mb, 1),
         "check": phase.check,
+        **({"method": phase.extra["method"]} if "method" in phase.extra else {}),
     }
 
 
@@ -834,6 +1123,33 @@ def goals(figures: dict[str, Any]) -> list[str]:
     return lines
 
 
+def ceiling_lines(figures: dict[str, Any]) -> list[str]:
+    """Each end-to-end PostgreSQL figure as a fraction of its write ceiling, same rows, same run."""
+    lines = []
+    for name, end, ceiling, fraction in (
+        (
+            "1(a) full load vs COPY ceiling",
+            "postgres_full_rows_per_s",
+            "postgres_copy_ceiling_rows_per_s",
+            "postgres_full_vs_copy",
+        ),
+        (
+            "1(b) rerun vs merge ceiling",
+            "postgres_rerun_rows_per_s",
+            "postgres_merge_ceiling_rows_per_s",
+            "postgres_rerun_vs_merge",
+        ),
+    ):
+        if figures.get(fraction) is not None:
+            rounds = ", ".join(f"{r:.2f}" for r in figures[f"{fraction}_rounds"])
+            lines.append(
+                f"{name} ({figures['postgres_copy_ceiling_method']}): {figures[fraction]:.2f}, "
+                f"the median of the rounds' {rounds} (medians: {figures[end]:,} vs "
+                f"{figures[ceiling]:,} rows/s)"
+            )
+    return lines
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="PostgreSQL source rows")
@@ -842,7 +1158,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--repeat",
         type=int,
         default=3,
-        help="PostgreSQL full and incremental runs at the chosen batch size; medians reported",
+        help="rounds of PostgreSQL full run, COPY ceiling, rerun and merge ceiling, and "
+        "incremental runs, at the chosen batch size; medians reported",
     )
     parser.add_argument(
         "--batch-size",
@@ -865,6 +1182,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="comma-separated subset of pg, sqlite, servicenow",
     )
     parser.add_argument(
+        "--ceiling-method",
+        choices=("auto", *CEILING_METHODS),
+        default="auto",
+        help="how the PostgreSQL write ceilings COPY: ADBC adbc_ingest from Arrow, psycopg "
+        "write_row in FORMAT BINARY, or auto (try both once, use the faster)",
+    )
+    parser.add_argument(
         "--no-servicenow-inprocess",
         dest="servicenow_inprocess",
         action="store_false",
@@ -874,6 +1198,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = args.scenarios - {"pg", "sqlite", "servicenow"}
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if args.batch_size is not None and not 1 <= args.batch_size <= 1_000_000:
         parser.error("--batch-size must be between 1 and 1,000,000 (the spec's limits)")
     return args
@@ -887,6 +1213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures.json.update(
         postgres_full_rows_per_s=None,
         postgres_incremental_time_ratio=None,
+        postgres_copy_ceiling_rows_per_s=None,
+        postgres_merge_ceiling_rows_per_s=None,
+        postgres_full_vs_copy=None,
+        postgres_rerun_vs_merge=None,
         sqlite_full_rows_per_s=None,
         servicenow_records_per_s=None,
     )
@@ -906,8 +1236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "servicenow" in args.scenarios:
             servicenow_scenarios(args, workdir, figures)
 
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    peak = max([rss_mb(), children, *(p.peak_rss_mb for p in figures.phases)])
+    # The engine's phases only: a ceiling holds all the rows in memory at once, by design.
+    peak = max([rss_mb(), *(p.peak_rss_mb for p in figures.phases if "ceiling" not in p.extra)])
     figures.json.update(
         peak_rss_mb=round(peak, 1),
         rows=args.rows,
@@ -934,6 +1264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for note in figures.notes:
         print(f"- {note}")
     for line in goals(figures.json):
+        print(f"* {line}")
+    for line in ceiling_lines(figures.json):
         print(f"* {line}")
     print(f"peak RSS over all phases: {peak:,.0f} MB")
     print(json.dumps(figures.json, default=str, separators=(",", ":")))
