@@ -90,6 +90,22 @@ def _status(args: argparse.Namespace) -> int:
         cursor = ledger.read_cursor(name)
         pending = len(ledger.pending_dead_letter_keys(name))
         print(f"{name}: cursor {cursor or '-'}; {pending} pending dead letter(s)")
+        runs = ledger.runs(name, limit=1)
+        if runs:
+            last = runs[0]
+            when = last.finished_at or last.started_at
+            line = f"  last run {last.flow_run_id}: {last.status}"
+            line += f" at {when:%Y-%m-%d %H:%M:%S %Z}" if when else ""
+            summary = last.summary or {}
+            if summary.get("unread"):
+                line += f"; {summary['unread']} record(s) the source would not deliver"
+            print(line + (f"; {last.error}" if last.error else ""))
+        in_doubt = sum(len(intent.keys) for intent in ledger.open_intents(name))
+        if in_doubt:
+            print(
+                f"  {in_doubt} record(s) written by an interrupted run await their audit; "
+                "the next run confirms them"
+            )
     return 0
 
 

@@ -44,3 +44,18 @@ def test_status_shows_cursor_and_pending_letters(
         "cmdb-nightly: cursor 2026-01-02 03:04:05+00:00; 1 pending dead letter(s)"
         in capsys.readouterr().out
     )
+
+
+def test_status_shows_the_last_run_with_its_cause_and_writes_awaiting_audit(
+    ledger: Ledger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = datetime(2026, 1, 2, 3, 0, 0, tzinfo=UTC)
+    ledger.run_started("cmdb-nightly", "run-9", started_at=started)
+    ledger.record_intent(
+        "cmdb-nightly", target_object="sql:cmdb_server", keys=["a", "b"], flow_run_id="run-9"
+    )
+    ledger.run_failed("cmdb-nightly", "run-9", error="FatalError: servicenow HTTP 401")
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "last run run-9: failed at " in out and "FatalError: servicenow HTTP 401" in out
+    assert "2 record(s) written by an interrupted run await their audit" in out
