@@ -98,6 +98,7 @@ class ConnectorFactory:
             return ServiceNowTableSource(
                 self._servicenow(endpoint, "source"),
                 endpoint.object,
+                key=endpoint.key,
                 fields=endpoint.fields,
                 filter_query=endpoint.filter,
             )

@@ -4,11 +4,13 @@ from connectors.base.errors import (
     AuthError,
     ConnectorError,
     FatalError,
+    InvalidResponseError,
     NotFoundError,
     RateLimitedError,
     RetriableError,
 )
 from connectors.base.http import CallStats, RestClient
+from connectors.base.keyset import KeysetPage, ReadTally, keyset_pages
 from connectors.base.pagination import (
     CursorTokenPaginator,
     LinkHeaderPaginator,
@@ -24,13 +26,17 @@ __all__ = [
     "ConnectorError",
     "CursorTokenPaginator",
     "FatalError",
+    "InvalidResponseError",
+    "KeysetPage",
     "LinkHeaderPaginator",
     "NextUrlPaginator",
     "NotFoundError",
     "Paginator",
     "RateLimitedError",
+    "ReadTally",
     "RequestRateLimiter",
     "RestClient",
     "RetriableError",
     "RetryPolicy",
+    "keyset_pages",
 ]

@@ -71,6 +71,32 @@ class NotFoundError(FatalError):
     """404: the record or the endpoint does not exist."""
 
 
+class InvalidResponseError(ConnectorError):
+    """A successful status whose body is not what the API sends: not JSON, cut short, empty,
+    or JSON of the wrong shape.
+
+    ``retriable`` is set per instance: a body cut short or empty on an idempotent request is
+    worth asking again (a proxy or the instance dropped the end of it); an HTML page with 200
+    (a login or SSO page) or well-formed JSON of the wrong shape will come back the same.
+    """
+
+    def __init__(
+        self,
+        system: str,
+        message: str,
+        *,
+        retriable: bool,
+        content_type: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+        status: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.retriable = retriable
+        self.content_type = content_type
+        super().__init__(system, message, method=method, url=url, status=status, detail=detail)
+
+
 def classify_status(status: int) -> type[ConnectorError]:
     """The error class for an unsuccessful HTTP status."""
     if status == 429:

@@ -2,7 +2,11 @@
 
 A connector subclasses ``RestClient``, names its ``system`` and, if the vendor's error body has
 its own shape, overrides ``error_detail``. Everything else (when to retry, how long to wait,
-what to count) lives here once.
+what to count, where requests may go, how a body is decoded) lives here once.
+
+Requests go only to the configured origin (scheme, host and port of ``base_url``) or to hosts
+listed in ``allowed_hosts``: a next-page URL from a header or a body is the vendor's word, and
+following it elsewhere would hand our credentials to whoever wrote it.
 """
 
 from __future__ import annotations
@@ -12,16 +16,19 @@ import email.utils
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 import httpx
 
+from connectors.base.decode import ModelT, decode_model, redact_url
 from connectors.base.errors import (
     ConnectorError,
+    FatalError,
+    InvalidResponseError,
     RateLimitedError,
     RetriableError,
     classify_status,
@@ -39,7 +46,38 @@ class CallStats:
     retries: int = 0
     rate_limited: int = 0
     wait_seconds: float = 0.0
+    # Pages asked for a second time because they came back with fewer rows than counted.
+    rereads: int = 0
     by_status: Counter[int] = field(default_factory=Counter)
+
+
+T = TypeVar("T")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+Origin = tuple[str, str, int]
+
+
+def origin_of(url: httpx.URL) -> Origin:
+    """Scheme, host and port (the default one spelt out), as browsers compare origins."""
+    scheme = url.scheme.lower()
+    return scheme, url.host.lower(), url.port or _DEFAULT_PORTS.get(scheme, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _AllowedHost:
+    host: str
+    port: int | None
+
+
+def _allowed(entries: Iterable[str]) -> tuple[_AllowedHost, ...]:
+    """``host``, ``host:port`` or ``https://host[:port]`` entries."""
+    allowed = []
+    for entry in entries:
+        text = entry.strip()
+        if not text:
+            continue
+        url = httpx.URL(text if "://" in text else f"//{text}")
+        allowed.append(_AllowedHost(url.host.lower(), url.port))
+    return tuple(allowed)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -76,9 +114,18 @@ def parse_reset(value: str | None, *, now: float | None = None) -> float | None:
 
 
 class RestClient:
-    """An async HTTP client for one outside system."""
+    """An async HTTP client for one outside system.
+
+    ``allowed_hosts`` names other hosts requests may go to (``host`` or ``host:port``), for a
+    system that links to itself under a second name; any other origin is refused.
+    """
 
     system: ClassVar[str] = "http"
+    # What an HTML page where JSON was expected usually means, for the error message.
+    html_hint: ClassVar[str] = (
+        "an HTML page, not the API: a login or proxy page means the base URL or the "
+        "credentials are wrong"
+    )
 
     def __init__(
         self,
@@ -90,6 +137,7 @@ class RestClient:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         limiter: RequestRateLimiter | None = None,
+        allowed_hosts: Iterable[str] = (),
     ) -> None:
         self.retry = retry or RetryPolicy()
         self.limiter = limiter or RequestRateLimiter()
@@ -102,6 +150,8 @@ class RestClient:
             transport=transport,
             timeout=httpx.Timeout(timeout),
         )
+        self.origin = origin_of(self._http.base_url)
+        self.allowed_hosts = _allowed(allowed_hosts)
 
     async def __aenter__(self) -> Self:
         return self
@@ -121,6 +171,11 @@ class RestClient:
         """The vendor's explanation of a failed response; subclasses parse their own shape."""
         return response.text[:500]
 
+    def decode(self, response: httpx.Response, model: type[ModelT]) -> ModelT:
+        """``model`` from the body; ``InvalidResponseError`` naming system, request, status,
+        content type and the start of the body when the body is not that model's JSON."""
+        return decode_model(self.system, response, model, html_hint=self.html_hint)
+
     async def request(
         self,
         method: str,
@@ -134,26 +189,66 @@ class RestClient:
 
         ``expected`` lists statuses that are answers, not failures (e.g. 404 for a lookup).
         """
+        return await self._exchange(
+            method, url, params=params, json=json, expected=expected, accept=_as_is
+        )
+
+    async def request_model(
+        self,
+        method: str,
+        url: str,
+        model: type[ModelT],
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+    ) -> tuple[ModelT, httpx.Response]:
+        """Send one request and decode its body into ``model``.
+
+        A body that is empty or cut short counts as a transient failure for idempotent
+        methods: it is asked for again with the same back-off as a 503.
+        """
+
+        def accept(response: httpx.Response) -> tuple[ModelT, httpx.Response]:
+            return self.decode(response, model), response
+
+        return await self._exchange(method, url, params=params, json=json, accept=accept)
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None,
+        json: Any,
+        accept: Callable[[httpx.Response], T],
+        expected: Collection[int] | None = None,
+    ) -> T:
         attempt = 0
         while True:
             attempt += 1
+            request = self._build(method, url, params=params, json=json)
             await self.limiter.acquire()
             self.stats.requests += 1
             try:
-                response = await self._http.request(method, url, params=params, json=json)
+                response = await self._http.send(request)
             except httpx.TransportError as exc:
                 error: ConnectorError = RetriableError(
                     self.system,
                     f"{type(exc).__name__}: {exc}",
                     method=method,
-                    url=_redact(url),
+                    url=redact_url(str(request.url)),
                 )
+                error.__cause__ = exc
             else:
                 self.stats.by_status[response.status_code] += 1
                 self._note_rate_headers(response)
                 if response.is_success or (expected and response.status_code in expected):
-                    return response
-                error = self._error_for(method, response)
+                    try:
+                        return accept(response)
+                    except InvalidResponseError as invalid:
+                        error = invalid
+                else:
+                    error = self._error_for(method, response)
             if not error.retriable or attempt >= self.retry.max_attempts:
                 raise error
             retry_after = error.retry_after if isinstance(error, RateLimitedError) else None
@@ -173,6 +268,39 @@ class RestClient:
             if not isinstance(error, RateLimitedError):
                 await asyncio.sleep(delay)
 
+    def _build(
+        self, method: str, url: str, *, params: Mapping[str, str] | None, json: Any
+    ) -> httpx.Request:
+        """The request as it would be sent, refused before sending when it leaves the origin.
+
+        The check is on the final URL (after joining with the base URL), so an absolute URL
+        from a header, a body field or anywhere else is caught the same way.
+        """
+        request = self._http.build_request(method, url, params=params, json=json)
+        target = origin_of(request.url)
+        if target != self.origin and not self._host_allowed(target):
+            scheme, host, port = target
+            raise FatalError(
+                self.system,
+                f"refusing to send a request to {host}: {scheme}://{host}:{port} is not the "
+                f"configured origin {self.origin[0]}://{self.origin[1]}:{self.origin[2]}",
+                method=method,
+                url=redact_url(str(request.url)),
+                detail="nothing was sent; if that host is the same system under another name, "
+                "list it in allowed_hosts",
+            )
+        return request
+
+    def _host_allowed(self, target: Origin) -> bool:
+        scheme, host, port = target
+        # Never from https down to plain http, whatever the host.
+        if scheme != self.origin[0] and scheme != "https":
+            return False
+        return any(
+            allowed.host == host and (allowed.port is None or allowed.port == port)
+            for allowed in self.allowed_hosts
+        )
+
     async def paginate(
         self, first: PageRequest, paginator: Paginator
     ) -> AsyncIterator[httpx.Response]:
@@ -189,7 +317,7 @@ class RestClient:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         common: dict[str, Any] = {
             "method": method,
-            "url": _redact(str(response.request.url)),
+            "url": redact_url(str(response.request.url)),
             "status": status,
             "detail": self.error_detail(response),
         }
@@ -206,6 +334,5 @@ class RestClient:
                 self.limiter.pause_for(min(reset, self.retry.max_retry_after))
 
 
-def _redact(url: str) -> str:
-    """The URL without its query string: some vendors put keys there; logs must not."""
-    return url.split("?", 1)[0]
+def _as_is(response: httpx.Response) -> httpx.Response:
+    return response

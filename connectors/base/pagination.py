@@ -3,10 +3,15 @@
 A paginator looks at the request just sent and the response it got, and says what to ask next
 (or ``None`` when the last page has arrived). Three shapes cover the vendors we speak to:
 
-- ``LinkHeaderPaginator``: RFC 8288 ``Link: <…>; rel="next"`` (ServiceNow, GitHub, PagerDuty);
+- ``LinkHeaderPaginator``: RFC 8288 ``Link: <…>; rel="next"`` (GitHub, PagerDuty);
 - ``NextUrlPaginator``: a next-page URL in the body (Salesforce ``nextRecordsUrl``);
 - ``CursorTokenPaginator``: an opaque token in the body sent back as a parameter or body field
   (Jira ``nextPageToken``, Datadog ``meta.page.after``).
+
+A next-page URL is the vendor's word: ``RestClient`` refuses one that leaves the configured
+origin before sending anything. Offset-style pages over a table that changes while it is read
+can skip rows; ``connectors.base.keyset`` pages by "rows after the last one" instead (ServiceNow
+reads use it).
 """
 
 from __future__ import annotations

@@ -3,27 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+import logging
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 
-from connectors.base.errors import FatalError
+from connectors.base.errors import FatalError, NotFoundError
 from connectors.base.http import CallStats
+from connectors.base.keyset import ReadTally
 from connectors.base.records import (
     Column,
     CursorValue,
+    DeleteRule,
     ReadWindow,
     RejectedRecord,
     WriteResult,
 )
-from connectors.servicenow.client import ServiceNowClient
-from connectors.servicenow.query import EncodedQuery, parse_time
+from connectors.servicenow.client import LOOKUP_CHUNK, ServiceNowClient
+from connectors.servicenow.query import EncodedQuery, format_time, parse_time
+
+log = logging.getLogger("syncline.connectors.servicenow")
 
 
 class ServiceNowTableSource:
-    """Reads one table incrementally: ``cursor >= since ^ cursor <= until ^ ORDERBY cursor``."""
+    """Reads one table incrementally: ``filter ^ cursor >= since ^ cursor <= until``, sorted
+    by cursor and sys_id and paged by keyset (a ``^NQ`` filter gets the window in each group).
+
+    ``key`` is the field that identifies a record (``sys_id`` unless the spec says otherwise).
+    """
 
     system = "servicenow"
 
@@ -34,32 +43,53 @@ class ServiceNowTableSource:
         *,
         fields: Sequence[str] | None = None,
         filter_query: str | None = None,
+        key: str = "sys_id",
     ) -> None:
         self.client = client
         self.object_name = table
         self.fields = list(fields) if fields else None
         self.filter_query = filter_query
+        self.key = key
+        self.tally = ReadTally()
+        self._filter = EncodedQuery.parse(filter_query)
+        if self._filter.ordering:
+            raise FatalError(
+                self.system,
+                f"{table}: the filter sorts by itself ({'^'.join(self._filter.ordering)})",
+                detail="remove the ORDERBY from source.filter: reads are sorted by the cursor "
+                "field and sys_id, which is what keeps records from being skipped",
+            )
 
-    def query(self, window: ReadWindow) -> EncodedQuery:
-        query = EncodedQuery().raw(self.filter_query)
+    def scope(self, window: ReadWindow, *, scoped: bool = True) -> EncodedQuery:
+        """The filter (unless ``scoped`` is false) and the window, without any ordering."""
+        query = self._filter.copy() if scoped else EncodedQuery()
         if window.cursor_field:
             if window.since is not None:
                 query.where(window.cursor_field, ">=", window.since)
             if window.until is not None:
                 query.where(window.cursor_field, "<=", window.until)
-            query.order_by(window.cursor_field)
-        # A second sort key keeps page boundaries stable among same-second records.
-        return query.order_by("sys_id")
+        return query
+
+    async def prepare(self, fields: Sequence[str]) -> None:
+        missing = await self.client.missing_fields(self.object_name, fields)
+        if missing is None:
+            log.warning(
+                "servicenow: %s shows no record, so its fields cannot be checked: %s",
+                self.object_name,
+                ", ".join(fields),
+            )
+            return
+        if missing:
+            raise FatalError(
+                self.system,
+                f"{self.object_name} has no field {', '.join(missing)}",
+                detail="the instance leaves unknown fields out of its answers without an "
+                "error, so the mapping would get empty values; check source.fields (a "
+                "dot-walked name must follow reference fields)",
+            )
 
     async def read(self, window: ReadWindow) -> AsyncIterator[pd.DataFrame]:
         display = self.client.settings.display_value
-        if display == "true" and window.cursor_field:
-            raise FatalError(
-                self.system,
-                f"display_value 'true' turns the cursor field {window.cursor_field} into text "
-                "in the integration user's own date format",
-                detail="use display_value 'all' (raw values plus <field>.display columns)",
-            )
         fields = self.fields
         if fields and window.cursor_field and window.cursor_field not in fields:
             fields = [*fields, window.cursor_field]
@@ -68,9 +98,11 @@ class ServiceNowTableSource:
         pending: list[dict[str, Any]] = []
         async for page in self.client.iter_pages(
             self.object_name,
-            query=self.query(window),
+            query=self.scope(window),
+            order_by=window.cursor_field,
             fields=fields,
             page_size=min(window.batch_size, self.client.settings.page_size),
+            tally=self.tally,
         ):
             pending.extend(page)
             if len(pending) >= window.batch_size:
@@ -78,6 +110,61 @@ class ServiceNowTableSource:
                 pending = []
         if pending:
             yield pd.DataFrame.from_records(pending, columns=columns)
+
+    async def read_keys(
+        self, window: ReadWindow, *, scoped: bool = True
+    ) -> AsyncIterator[list[str]]:
+        fields = [self.key, "sys_id"]
+        if window.cursor_field:
+            fields.append(window.cursor_field)
+        pending: list[str] = []
+        async for page in self.client.iter_pages(
+            self.object_name,
+            query=self.scope(window, scoped=scoped),
+            order_by=window.cursor_field,
+            fields=fields,
+            display_value="false",
+            tally=self.tally,
+        ):
+            pending.extend(str(record.get(self.key) or "") for record in page)
+            if len(pending) >= window.batch_size:
+                yield [key for key in pending if key]
+                pending = []
+        if pending:
+            yield [key for key in pending if key]
+
+    async def in_scope(self, keys: Sequence[str]) -> set[str]:
+        wanted = sorted({str(key) for key in keys if key is not None and str(key)})
+        found: set[str] = set()
+        for start in range(0, len(wanted), LOOKUP_CHUNK):
+            chunk = wanted[start : start + LOOKUP_CHUNK]
+            query = self._filter.copy().where(self.key, "IN", chunk)
+            unread = self.tally.unread
+            async for page in self.client.iter_pages(
+                self.object_name,
+                query=query,
+                fields=[self.key, "sys_id"],
+                display_value="false",
+                tally=self.tally,
+            ):
+                found.update(str(record.get(self.key) or "") for record in page)
+            if self.tally.unread > unread:
+                # Some of these exist but are hidden from us; which ones cannot be told, and
+                # "out of scope" would delete them downstream, so the whole chunk stays in.
+                log.warning(
+                    "servicenow: %s: %d of %d keys checked are hidden by access rules; "
+                    "keeping all %d in scope",
+                    self.object_name,
+                    self.tally.unread - unread,
+                    len(chunk),
+                    len(chunk),
+                )
+                found.update(chunk)
+        found.discard("")
+        return found & set(wanted)
+
+    def unread(self) -> int:
+        return self.tally.unread
 
     def expected_rows(self) -> int | None:
         return self.client.last_total_count
@@ -129,6 +216,65 @@ class ServiceNowTableTarget:
             self.client.table_path(self.object_name),
             params={"sysparm_limit": "1", "sysparm_fields": "sys_id"},
         )
+
+    async def delete(self, keys: Sequence[Any], key: str, rule: DeleteRule) -> list[str]:
+        """Delete (hard) or mark (soft: ``rule.soft_column`` set to ``rule.at`` where still
+        empty) the records whose correlation field ``key`` holds one of ``keys``."""
+        wanted = list(dict.fromkeys(text for text in map(_as_text, keys) if text))
+        column = rule.soft_column
+        fields = ["sys_id", key] if column is None else ["sys_id", key, column]
+        records: list[dict[str, Any]] = []
+        async for page in self.client.records_by(self.object_name, key, wanted, fields=fields):
+            records.extend(page)
+        if records and key not in records[0]:
+            # An unknown field's condition is dropped by the instance: every record matched.
+            raise FatalError(self.system, f"{self.object_name} has no field {key}")
+        if column is not None and records and column not in records[0]:
+            raise FatalError(
+                self.system,
+                f"{self.object_name} has no field {column} to mark deleted records in",
+            )
+        # Exact matches only: the instance compares IN case-insensitively.
+        chosen = set(wanted)
+        records = [record for record in records if str(record.get(key, "")) in chosen]
+        done: set[str] = set()
+        stamp = format_time(rule.at or datetime.now(UTC))
+
+        async def remove(record: dict[str, Any]) -> None:
+            async with self._slots:
+                if await self.client.delete(self.object_name, str(record["sys_id"])):
+                    done.add(str(record[key]))
+
+        async def mark(record: dict[str, Any]) -> None:
+            assert column is not None
+            if str(record.get(column) or ""):
+                return  # marked before: not newly deleted
+            async with self._slots:
+                try:
+                    await self.client.update(
+                        self.object_name, str(record["sys_id"]), {column: stamp}
+                    )
+                except NotFoundError:
+                    return  # deleted meanwhile
+            done.add(str(record[key]))
+
+        work: list[Awaitable[None]] = [
+            remove(record) if column is None else mark(record) for record in records
+        ]
+        outcomes = await asyncio.gather(*work, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return [value for value in wanted if value in done]
+
+    async def read_keys(self, key: str) -> AsyncIterator[list[str]]:
+        query = EncodedQuery().where(key, "ISNOTEMPTY")
+        async for page in self.client.iter_pages(
+            self.object_name, query=query, fields=["sys_id", key], display_value="false"
+        ):
+            if page and key not in page[0]:
+                raise FatalError(self.system, f"{self.object_name} has no field {key}")
+            yield [value for value in (str(record.get(key) or "") for record in page) if value]
 
     async def upsert(self, batch: pd.DataFrame, key: str) -> WriteResult:
         rows = [

@@ -9,11 +9,13 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from pydantic import BaseModel, ValidationError
 
 from connectors.base import (
     AuthError,
     CursorTokenPaginator,
     FatalError,
+    InvalidResponseError,
     LinkHeaderPaginator,
     NextUrlPaginator,
     NotFoundError,
@@ -234,3 +236,166 @@ def test_rate_limited_error_carries_retry_after() -> None:
     with pytest.raises(RateLimitedError) as caught:
         get(client(server, retry=RetryPolicy(max_attempts=1)))
     assert caught.value.retry_after == 0.0
+
+
+# --- requests stay on the configured origin ----------------------------------------------
+
+
+def followed(rest: RestClient, first: PageRequest, paginator: object) -> list[object]:
+    async def collect() -> list[object]:
+        bodies = []
+        async with rest:
+            async for response in rest.paginate(first, paginator):  # type: ignore[arg-type]
+                bodies.append(response.json()["items"])
+        return bodies
+
+    return asyncio.run(collect())
+
+
+def two_hosts(next_url: str) -> Server:
+    """Page one names ``next_url`` as the next page, in a Link header and in the body."""
+
+    def route(request: httpx.Request) -> httpx.Response:
+        if "p" not in request.url.params:
+            return httpx.Response(
+                200,
+                json={"items": [1], "done": False, "nextRecordsUrl": next_url},
+                headers={"Link": f'<{next_url}>; rel="next"'},
+            )
+        return httpx.Response(200, json={"items": [2], "done": True})
+
+    return Server(route)
+
+
+@pytest.mark.parametrize("paginator", [LinkHeaderPaginator(), NextUrlPaginator()])
+@pytest.mark.parametrize(
+    "next_url",
+    [
+        "https://collector.evil.example/items?p=2",
+        "https://vendor.example:8443/items?p=2",  # same host, another port
+        "http://vendor.example/items?p=2",  # same host, plain http
+    ],
+)
+def test_a_next_page_on_another_origin_is_refused_before_anything_is_sent(
+    paginator: object, next_url: str
+) -> None:
+    server = two_hosts(next_url)
+    rest = client(server, auth=httpx.BasicAuth("svc", "s3cr3t"))
+    with pytest.raises(FatalError) as caught:
+        followed(rest, PageRequest("GET", "/items"), paginator)
+    host = httpx.URL(next_url).host
+    assert f"refusing to send a request to {host}" in str(caught.value)
+    assert "nothing was sent" in str(caught.value)
+    assert [str(request.url) for request in server.received] == ["https://vendor.example/items"]
+    assert caught.value.retriable is False
+
+
+def test_allowed_hosts_let_a_next_page_through() -> None:
+    server = two_hosts("https://mirror.vendor.example/items?p=2")
+    rest = client(server, allowed_hosts=["mirror.vendor.example"])
+    assert followed(rest, PageRequest("GET", "/items"), LinkHeaderPaginator()) == [[1], [2]]
+    assert [request.url.host for request in server.received] == [
+        "vendor.example",
+        "mirror.vendor.example",
+    ]
+    # Never down to plain http, whatever the list says; a port given must match.
+    for url, allowed in [
+        ("http://mirror.vendor.example/items", ["mirror.vendor.example"]),
+        ("https://mirror.vendor.example:8443/items", ["mirror.vendor.example:443"]),
+    ]:
+        refused = client(Server(httpx.Response(200, json={})), allowed_hosts=allowed)
+        with pytest.raises(FatalError, match=r"mirror\.vendor\.example"):
+            get(refused, url)
+
+
+def test_an_absolute_url_on_the_origin_is_fine() -> None:
+    server = Server(httpx.Response(200, json={"ok": 1}))
+    assert get(client(server), "https://vendor.example:443/things?x=1").json() == {"ok": 1}
+
+
+# --- decoding bodies ------------------------------------------------------------------------
+
+
+class Things(BaseModel):
+    result: list[dict[str, object]]
+
+
+GOOD = b'{"result": [{"id": "1"}, {"id": "2"}]}'
+
+
+def json_body(body: bytes) -> httpx.Response:
+    return httpx.Response(200, content=body, headers={"Content-Type": "application/json"})
+
+
+def fetch(rest: RestClient, method: str = "GET") -> Things:
+    async def call() -> Things:
+        async with rest:
+            body, _ = await rest.request_model(method, "/things?token=k3y", Things)
+            return body
+
+    return asyncio.run(call())
+
+
+def test_an_html_page_with_200_says_what_it_is_and_is_not_retried() -> None:
+    page = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>SSO</body></html>"
+    server = Server(httpx.Response(200, content=page, headers={"Content-Type": "text/html"}))
+    rest = client(server, auth=httpx.BasicAuth("svc", "s3cr3t-password"))
+    with pytest.raises(InvalidResponseError) as caught:
+        fetch(rest)
+    message = str(caught.value)
+    assert message.startswith(
+        "http HTTP 200 (GET https://vendor.example/things): expected JSON, got text/html: "
+        "'<!DOCTYPE html><html><head><title>Sign in"
+    )
+    assert "login" in message and "credentials" in message
+    assert "k3y" not in message and "s3cr3t" not in message and "Basic" not in message
+    assert caught.value.retriable is False and len(server.received) == 1
+    assert isinstance(caught.value.__cause__, ValidationError)
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+@pytest.mark.parametrize("broken", [GOOD[:20], b"", b'{"result": [}'])
+def test_a_body_cut_short_or_lost_is_retried_for_idempotent_methods(
+    method: str, broken: bytes
+) -> None:
+    server = Server(json_body(broken), json_body(GOOD))
+    rest = client(server)
+    assert len(fetch(rest, method).result) == 2
+    assert len(server.received) == 2
+    assert rest.stats.retries == 1
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_a_body_cut_short_is_never_retried_for_other_methods(method: str) -> None:
+    server = Server(json_body(GOOD[:20]), json_body(GOOD))
+    with pytest.raises(InvalidResponseError, match="cut short after 20 bytes") as caught:
+        fetch(client(server), method)
+    assert len(server.received) == 1
+    assert caught.value.retriable is False
+
+
+def test_still_cut_short_after_every_attempt_gives_the_error() -> None:
+    server = Server(json_body(b""))
+    with pytest.raises(InvalidResponseError) as caught:
+        fetch(client(server))
+    assert str(caught.value) == (
+        "http HTTP 200 (GET https://vendor.example/things): "
+        "expected JSON, got an empty body (application/json)"
+    )
+    assert len(server.received) == FAST.max_attempts
+
+
+def test_json_of_the_wrong_shape_is_fatal() -> None:
+    server = Server(json_body(b'{"result": {"id": "1"}}'))
+    with pytest.raises(InvalidResponseError, match=r"unexpected JSON for Things: result:"):
+        fetch(client(server))
+    assert len(server.received) == 1
+
+
+def test_a_transport_error_keeps_its_cause() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    with pytest.raises(RetriableError) as caught:
+        get(client(Server(refuse)))
+    assert isinstance(caught.value.__cause__, httpx.ConnectError)
