@@ -1,9 +1,22 @@
 """Serve the ServiceNow sandbox over HTTP, with admin routes for tests and demos.
 
 ``build_app`` mounts the Table API (``/api/now/...``) next to admin routes that let a test or
-demo running in another process change the instance: create records, make realistic changes,
-read request statistics, inject faults and move the clock. Admin routes take JSON, need no
-credentials and answer only loopback clients.
+demo running in another process change the instance: create, update and delete records, make
+realistic changes, run background churn, read request statistics, inject faults and move or
+offset the clock. Admin routes take JSON, need no credentials and answer only loopback
+clients:
+
+* ``POST /sandbox/servicenow/records`` ``{"table", "fields"}``: create a record (201).
+* ``PATCH /sandbox/servicenow/records/{table}/{sys_id}`` ``{"fields"}``: update it (200),
+  ``DELETE`` the same path: delete it (204); 404 when there is no such record.
+* ``POST /sandbox/servicenow/touch`` ``{"table", "count", "seed"}``: realistic changes.
+* ``PUT /sandbox/servicenow/churn`` with ``ChurnConfig``'s fields: start churn (202; 409 while
+  one runs); ``DELETE``: stop it and report; ``GET``: report so far.
+* ``GET|PUT /sandbox/servicenow/faults`` with ``FaultConfig``'s fields.
+* ``GET|POST /sandbox/servicenow/clock`` ``{"offset_seconds", "now", "advance_seconds"}``,
+  applied in that order: run at real time plus an offset, freeze at a moment, move forward.
+  Both answer ``{"now", "offset_seconds", "frozen"}``.
+* ``GET /sandbox/servicenow/stats``: request counts.
 
 Run it with ``python -m syncline.sandbox.server --port 8701``.
 """
@@ -21,12 +34,14 @@ from typing import Any, Self
 import pydantic
 import uvicorn
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from syncline.sandbox.churn import ChurnConfig
+from syncline.sandbox.faults import FaultConfig
 from syncline.sandbox.servicenow import (
-    FaultConfig,
     ServiceNowSandbox,
     ServiceNowSandboxConfig,
     TableApiError,
@@ -47,9 +62,15 @@ class RecordRequest(pydantic.BaseModel):
     fields: dict[str, str]
 
 
-class ClockRequest(pydantic.BaseModel):
-    """Set the clock to ``now`` and/or move it forward by ``advance_seconds``."""
+class RecordChange(pydantic.BaseModel):
+    fields: dict[str, str]
 
+
+class ClockRequest(pydantic.BaseModel):
+    """Let the clock run ``offset_seconds`` ahead of real time (negative: behind), set it to
+    ``now`` (frozen) and/or move it forward by ``advance_seconds``, in that order."""
+
+    offset_seconds: float | None = None
     now: datetime | None = None
     advance_seconds: float | None = None
 
@@ -99,6 +120,36 @@ def build_app(sandbox: ServiceNowSandbox) -> Starlette:
             return JSONResponse({"error": error.message}, 400)
         return JSONResponse(record, 201)
 
+    async def change_record(request: Request) -> Response:
+        table, sys_id = request.path_params["table"], request.path_params["sys_id"]
+        try:
+            if request.method == "DELETE":
+                if not sandbox.delete(table, sys_id):
+                    return JSONResponse({"error": f"no {table} record {sys_id}"}, 404)
+                return Response(status_code=204)
+            body: RecordChange = await _parsed(request, RecordChange)
+            return JSONResponse(sandbox.update(table, sys_id, body.fields))
+        except TableApiError as error:  # not a valid table name
+            return JSONResponse({"error": error.message}, 400)
+        except KeyError:
+            return JSONResponse({"error": f"no {table} record {sys_id}"}, 404)
+
+    async def churn(request: Request) -> Response:
+        if request.method == "PUT":
+            config: ChurnConfig = await _parsed(request, ChurnConfig)
+            try:
+                sandbox.start_churn(config)
+            except RuntimeError as error:
+                return JSONResponse({"error": str(error)}, 409)
+            except ValueError as error:
+                return JSONResponse({"error": str(error)}, 400)
+            return JSONResponse(sandbox.churn_report().model_dump(mode="json"), 202)
+        if request.method == "DELETE":
+            # Joining the churn thread blocks; keep the event loop serving meanwhile.
+            report = await run_in_threadpool(sandbox.stop_churn)
+            return JSONResponse(report.model_dump(mode="json"))
+        return JSONResponse(sandbox.churn_report().model_dump(mode="json"))
+
     async def stats(request: Request) -> Response:
         return JSONResponse(sandbox.stats.model_dump(mode="json"))
 
@@ -110,11 +161,19 @@ def build_app(sandbox: ServiceNowSandbox) -> Starlette:
     async def clock(request: Request) -> Response:
         if request.method == "POST":
             body: ClockRequest = await _parsed(request, ClockRequest)
+            if body.offset_seconds is not None:
+                sandbox.set_clock_offset(body.offset_seconds)
             if body.now is not None:
                 sandbox.set_now(body.now)
             if body.advance_seconds is not None:
                 sandbox.advance(body.advance_seconds)
-        return JSONResponse({"now": sandbox.now().isoformat()})
+        return JSONResponse(
+            {
+                "now": sandbox.now().isoformat(),
+                "offset_seconds": sandbox.clock_offset_seconds,
+                "frozen": sandbox.clock_frozen,
+            }
+        )
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -127,6 +186,8 @@ def build_app(sandbox: ServiceNowSandbox) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             admin("/touch", _loopback_only(touch), ["POST"]),
             admin("/records", _loopback_only(create_record), ["POST"]),
+            admin("/records/{table}/{sys_id}", _loopback_only(change_record), ["PATCH", "DELETE"]),
+            admin("/churn", _loopback_only(churn), ["GET", "PUT", "DELETE"]),
             admin("/stats", _loopback_only(stats), ["GET"]),
             admin("/faults", _loopback_only(faults), ["GET", "PUT"]),
             admin("/clock", _loopback_only(clock), ["GET", "POST"]),
@@ -166,6 +227,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--instance-url", default=defaults.instance_url)
     parser.add_argument("--rate-limit-per-hour", type=int, default=None)
+    parser.add_argument(
+        "--clock-offset-seconds",
+        type=float,
+        default=defaults.clock_offset_seconds,
+        help="run the instance clock this far ahead of real time (negative: behind)",
+    )
     arguments = parser.parse_args(argv)
     config = ServiceNowSandboxConfig(
         cmdb_ci_server=arguments.cmdb_ci_server,
@@ -174,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         seed=arguments.seed,
         instance_url=arguments.instance_url,
         rate_limit_per_hour=arguments.rate_limit_per_hour,
+        clock_offset_seconds=arguments.clock_offset_seconds,
     )
     serve(arguments.host, arguments.port, config)
 

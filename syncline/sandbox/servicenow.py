@@ -5,8 +5,11 @@
 of a real instance has to cope with: the ``{"result": ...}`` envelope with every value a
 string, reference fields as ``{"link", "value"}``, encoded queries, offset paging with
 ``Link`` and ``X-Total-Count`` headers, display values, the error body, HTTP Basic auth,
-hourly rate-limit headers and injected faults (429 with ``Retry-After``, 500/503, latency).
-The tables and fields it defines are in ``servicenow_schema``.
+hourly rate-limit headers, a clock that may be off, records changing while they are read
+(``churn``) and injected faults (``faults``: 429 with ``Retry-After``, 500/503, latency,
+garbage bodies, glitched and ACL-filtered pages, foreign ``Link`` URLs). The tables and
+fields it defines are in ``servicenow_schema``; keyset page reads are served as ``keyset``
+describes.
 
 The simulator deliberately shares no code with the ServiceNow connector: a simulator built on
 the client's code would share its mistakes.
@@ -32,8 +35,20 @@ Choices made where a real instance varies or the documentation is silent:
   ``resolved_at``/``closed_at``/``active`` following ``state``.
 * A reference may be written as a sys_id or as the display value of the referenced record
   (``"assignment_group": "Service Desk"``); an object with a ``value`` key is accepted too.
-* The fault counter counts authenticated API requests; when both ``rate_limit_every`` and
-  ``server_error_every`` fall on the same request, the 429 wins.
+* The fault counter counts authenticated API requests (list requests separately for the
+  page faults), from when ``faults`` was last replaced. When several faults fall on one
+  request, the 429 wins over the 5xx and the 5xx over a garbage body.
+* Garbage bodies: an HTML login page stands for a proxy or SSO page answering in front of
+  the instance, so that request is not carried out; a truncated or empty JSON body stands
+  for a connection lost while answering, so that request (a write too) is carried out.
+* Records hidden by ``hidden_fraction`` stay hidden from every API read (lists and
+  single-record GET) but can still be written, as with a read-only ACL; the Python API and
+  admin routes see everything.
+* The clock runs at real time plus ``clock_offset_seconds``, or stands frozen; the time it
+  shows is what ``sys_created_on``/``sys_updated_on`` receive and what relative dates
+  (``gs.daysAgo``) and the hourly rate limit count from.
+* Writes are journaled by record, so a cached query result is patched rather than
+  recomputed after records change; results are identical to evaluating the query afresh.
 """
 
 from __future__ import annotations
@@ -43,17 +58,16 @@ import base64
 import binascii
 import logging
 import math
-import operator
 import random
 import re
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
-from urllib.parse import quote
+from datetime import datetime
+from typing import Any
 
 import orjson
 import pydantic
@@ -63,7 +77,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from syncline.sandbox import seed as seed_data
+from syncline.sandbox.churn import Churn, ChurnConfig, ChurnReport
+from syncline.sandbox.clock import InstanceClock
 from syncline.sandbox.encoded_query import (
+    CompiledQuery,
+    EncodedQuery,
     EncodedQueryError,
     FieldAccess,
     FieldKind,
@@ -72,6 +90,35 @@ from syncline.sandbox.encoded_query import (
     normalise_timestamp,
     order_records,
     parse,
+)
+from syncline.sandbox.faults import (
+    FaultConfig,
+    FaultCounters,
+    GarbageKind,
+    falls_on,
+    garbled,
+    glitched_page,
+    is_hidden,
+    link_origin,
+    login_page,
+)
+from syncline.sandbox.keyset import (
+    ChangeJournal,
+    SortedRows,
+    can_patch,
+    composite_key,
+    keyset_start,
+    split_keyset,
+)
+from syncline.sandbox.rendering import (
+    Column,
+    ListOptions,
+    Projection,
+    Renderer,
+    display_formatter,
+    flag,
+    link_header,
+    list_options,
 )
 from syncline.sandbox.servicenow_schema import (
     CMDB_CI_FIELDS,
@@ -94,6 +141,8 @@ _SYS_ID = re.compile(r"[0-9a-f]{32}")
 _API_PATH = re.compile(r"/api/now(?:/v[12])?/table/(?P<table>[^/]+)(?:/(?P<sys_id>[^/]+))?/?")
 _JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# Query results kept (with their sort keys, so writes can be followed record by record).
+_CACHED_RESULTS = 16
 
 
 # --- configuration and statistics ---------------------------------------------------------
@@ -113,18 +162,8 @@ class ServiceNowSandboxConfig(pydantic.BaseModel):
     instance_url: str = "https://sandbox.service-now.com"
     rate_limit_per_hour: int | None = pydantic.Field(default=None, ge=1)
     invalid_query_returns_no_rows: bool = False
-
-
-class FaultConfig(pydantic.BaseModel):
-    """Faults injected into API requests; change the fields at run time."""
-
-    model_config = pydantic.ConfigDict(validate_assignment=True)
-
-    rate_limit_every: int | None = pydantic.Field(default=None, ge=1)
-    retry_after_seconds: float = pydantic.Field(default=1.0, ge=0)
-    server_error_every: int | None = pydantic.Field(default=None, ge=1)
-    server_error_status: Literal[500, 503] = 500
-    latency_ms: float = pydantic.Field(default=0.0, ge=0)
+    # How far the instance's running clock is ahead of real time (negative: behind).
+    clock_offset_seconds: float = 0.0
 
 
 class SandboxStats(pydantic.BaseModel):
@@ -180,32 +219,6 @@ def _json_response(
     )
 
 
-# --- clock --------------------------------------------------------------------------------
-
-
-class _Clock:
-    """Real UTC time until frozen by ``set``; ``advance`` moves a frozen clock (and freezes a
-    running one at the advanced time)."""
-
-    def __init__(self, frozen_at: datetime | None) -> None:
-        self._frozen_at = _as_utc(frozen_at) if frozen_at is not None else None
-
-    def now(self) -> datetime:
-        moment = self._frozen_at if self._frozen_at is not None else datetime.now(UTC)
-        return moment.replace(microsecond=0)
-
-    def set(self, moment: datetime) -> None:
-        self._frozen_at = _as_utc(moment)
-
-    def advance(self, seconds: float) -> None:
-        base = self._frozen_at if self._frozen_at is not None else datetime.now(UTC)
-        self._frozen_at = base + timedelta(seconds=seconds)
-
-
-def _as_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 # --- storage ------------------------------------------------------------------------------
 
 
@@ -214,32 +227,9 @@ class _Store:
     """Records of one storage root (a table, or the whole CMDB class family) by sys_id."""
 
     records: dict[str, Record] = field(default_factory=dict)
+    version: int = 0
     by_sys_id_version: int = -1
     by_sys_id: list[Record] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class _ListOptions:
-    display_value: Literal["false", "true", "all"]
-    exclude_reference_link: bool
-    fields: tuple[str, ...] | None
-
-
-# Renders one stored value for the response; None means the stored string as it is.
-_Renderer = Callable[[str], JsonValue] | None
-
-
-def _flag(value: str | None) -> bool:
-    return value is not None and value.strip().lower() == "true"
-
-
-def _display_mode(value: str | None) -> Literal["false", "true", "all"]:
-    lowered = (value or "").strip().lower()
-    if lowered == "true":
-        return "true"
-    if lowered == "all":
-        return "all"
-    return "false"
 
 
 def _integer_param(value: str | None) -> int | None:
@@ -292,21 +282,25 @@ class ServiceNowSandbox:
         self, config: ServiceNowSandboxConfig | None = None, *, now: datetime | None = None
     ) -> None:
         self.config = config or ServiceNowSandboxConfig()
-        self.faults = FaultConfig()
+        self._faults = FaultConfig()
+        self._fault_counts = FaultCounters()
         self.stats = SandboxStats()
-        self._clock = _Clock(now)
+        self._clock = InstanceClock(now, offset_seconds=self.config.clock_offset_seconds)
         self._lock = threading.RLock()
         self._tables = defined_tables()
         self._stores: dict[str, _Store] = {}
         self._version = 0
-        self._result_cache: OrderedDict[tuple[str, str, str], tuple[int, list[Record]]] = (
-            OrderedDict()
-        )
+        self._journal = ChangeJournal()
+        self._result_cache: OrderedDict[Hashable, SortedRows[Record]] = OrderedDict()
+        # How many times a query result was computed from the whole table (not patched).
+        self.query_evaluations = 0
+        self._keyset_reads = True
         self._ids = random.Random(f"servicenow-runtime:{self.config.seed}")
         self._rate_limit_rule_id = seed_data.new_sys_id(
             random.Random(f"rate-limit-rule:{self.config.seed}")
         )
-        self._fault_counter = 0
+        self._churn: Churn | None = None
+        self._pool_cache: tuple[tuple[int, ...], seed_data.ChangePool] | None = None
         self._hour_window_start = 0
         self._hour_window_count = 0
         self._next_incident_number = 10_001
@@ -329,6 +323,37 @@ class ServiceNowSandbox:
         """Move the clock forward; a running clock becomes frozen at the new time."""
         self._clock.advance(seconds)
 
+    def set_clock_offset(self, seconds: float) -> None:
+        """Let the clock run at real time plus ``seconds`` (negative: behind real time), as
+        an instance whose clock is off does; a frozen clock starts running."""
+        self._clock.run(seconds)
+
+    @property
+    def clock_offset_seconds(self) -> float:
+        return self._clock.offset_seconds
+
+    @property
+    def clock_frozen(self) -> bool:
+        return self._clock.frozen
+
+    # --- faults ---------------------------------------------------------------------------
+
+    @property
+    def faults(self) -> FaultConfig:
+        """The injected faults; change fields in place, or replace the whole configuration
+        to also restart the "every Nth request" counts."""
+        return self._faults
+
+    @faults.setter
+    def faults(self, config: FaultConfig) -> None:
+        with self._lock:
+            self._faults = config
+            self._fault_counts = FaultCounters()
+
+    def is_hidden(self, sys_id: str) -> bool:
+        """Whether ``faults.hidden_fraction`` hides the record from API reads."""
+        return is_hidden(sys_id, self._faults.hidden_fraction)
+
     # --- seeding --------------------------------------------------------------------------
 
     def _seed(self) -> None:
@@ -342,7 +367,15 @@ class ServiceNowSandbox:
             store = self._store(self._storage_root(table))
             store.records.update((row["sys_id"], row) for row in rows)
         self._next_incident_number = 10_001 + len(generated["incident"])
+        self._changed(None, None)
+
+    def _changed(self, root: str | None, sys_id: str | None) -> None:
+        """Note a write: to one record, to every record of a storage root (sys_id None) or
+        to everything (root None). Cached query results follow through the journal."""
         self._version += 1
+        self._journal.append(self._version, root, sys_id)
+        for store in self._stores.values() if root is None else (self._store(root),):
+            store.version += 1
 
     # --- tables ---------------------------------------------------------------------------
 
@@ -400,7 +433,7 @@ class ServiceNowSandbox:
         for record in self._store(self._storage_root(table.name)).records.values():
             if belongs is None or belongs(record):
                 record.setdefault(name, "")
-        self._version += 1
+        self._changed(self._storage_root(table.name), None)
         return definition
 
     def _is_a(self, class_name: str, table: str) -> bool:
@@ -433,9 +466,9 @@ class ServiceNowSandbox:
 
     def _rows_by_sys_id(self, table: TableDefinition) -> list[Record]:
         store = self._store(self._storage_root(table.name))
-        if store.by_sys_id_version != self._version:
+        if store.by_sys_id_version != store.version:
             store.by_sys_id = [store.records[key] for key in sorted(store.records)]
-            store.by_sys_id_version = self._version
+            store.by_sys_id_version = store.version
         belongs = self._belongs(table)
         if belongs is None:
             return store.by_sys_id
@@ -525,40 +558,79 @@ class ServiceNowSandbox:
     # --- queries --------------------------------------------------------------------------
 
     def _select(self, table_name: str, query_text: str = "") -> list[Record]:
-        """Stored records of ``table_name`` matching an encoded query, in response order.
+        """Stored records of ``table_name`` matching an encoded query, in response order."""
+        rows, start = self._select_from(table_name, query_text)
+        return rows[start:]
 
-        Results are cached per (table, query) until the next write, so paging through a large
-        table filters and sorts it once.
+    def _select_from(self, table_name: str, query_text: str) -> tuple[list[Record], int]:
+        """The records matching an encoded query, in response order, as ``rows[start:]``.
+
+        Results are cached per (table, query) and follow writes, so paging through a large
+        table filters and sorts it once. A keyset page query is answered from the cached
+        result of its base query (see ``keyset``), from where the keyset position is passed.
         """
         with self._lock:
             table = self._require_table(table_name)
             query = parse(query_text)
-            clock_key = format_timestamp(self.now()) if query.depends_on_clock else ""
-            key = (table.name, query_text, clock_key)
-            cached = self._result_cache.get(key)
-            if cached is not None and cached[0] == self._version:
-                self._result_cache.move_to_end(key)
-                return cached[1]
-            compiled = compile_query(
-                query,
-                lambda path: self._resolve_field(table, path),
-                now=self.now(),
-                invalid_query_returns_no_rows=self.config.invalid_query_returns_no_rows,
-            )
-            rows = self._rows_by_sys_id(table)
-            if compiled.matches_nothing:
-                selected: list[Record] = []
-            elif compiled.matches is None:
-                selected = list(rows)
-            else:
-                matches = compiled.matches
-                selected = [record for record in rows if matches(record)]
-            if compiled.orderings:
-                selected = order_records(selected, compiled.orderings)
-            self._result_cache[key] = (self._version, selected)
-            while len(self._result_cache) > 32:
-                self._result_cache.popitem(last=False)
-            return selected
+            split = split_keyset(query) if self._keyset_reads else None
+            if split is not None:
+                keyset = self._compile(table, split.keyset)
+                # A keyset clause the table cannot evaluate changes the query's meaning;
+                # the whole query is then evaluated as it stands.
+                if not keyset.ignored_conditions and keyset.matches is not None:
+                    rows = self._result(table, split.base)
+                    return rows, keyset_start(rows, keyset.matches)
+            return self._result(table, query), 0
+
+    def _compile(self, table: TableDefinition, query: EncodedQuery) -> CompiledQuery:
+        return compile_query(
+            query,
+            lambda path: self._resolve_field(table, path),
+            now=self.now(),
+            invalid_query_returns_no_rows=self.config.invalid_query_returns_no_rows,
+        )
+
+    def _result(self, table: TableDefinition, query: EncodedQuery) -> list[Record]:
+        clock_key = format_timestamp(self.now()) if query.depends_on_clock else ""
+        key = (table.name, query, clock_key)
+        cached = self._result_cache.get(key)
+        if cached is not None:
+            self._result_cache.move_to_end(key)
+            if cached.version == self._version:
+                return cached.rows
+            if cached.patchable:
+                root = self._storage_root(table.name)
+                changed = self._journal.since(cached.version, self._version, root)
+                if changed is not None and cached.worth_patching(changed):
+                    cached.patch(changed, lambda sys_id: self._find(table, sys_id), self._version)
+                    return cached.rows
+        result = self._evaluate(table, query)
+        self._result_cache[key] = result
+        while len(self._result_cache) > _CACHED_RESULTS:
+            self._result_cache.popitem(last=False)
+        return result.rows
+
+    def _evaluate(self, table: TableDefinition, query: EncodedQuery) -> SortedRows[Record]:
+        self.query_evaluations += 1
+        compiled = self._compile(table, query)
+        rows = self._rows_by_sys_id(table)
+        if compiled.matches_nothing:
+            selected: list[Record] = []
+        elif compiled.matches is None:
+            selected = list(rows)
+        else:
+            matches = compiled.matches
+            selected = [record for record in rows if matches(record)]
+        if compiled.orderings:
+            selected = order_records(selected, compiled.orderings)
+        if not can_patch(query):
+            return SortedRows(selected, self._version)
+        return SortedRows(
+            selected,
+            self._version,
+            key=composite_key(compiled.orderings),
+            matches=compiled.matches,
+        )
 
     # --- Python API -----------------------------------------------------------------------
 
@@ -607,8 +679,9 @@ class ServiceNowSandbox:
             record = self._find(definition, sys_id)
             if record is None:
                 return False
-            del self._store(self._storage_root(table)).records[sys_id]
-            self._version += 1
+            root = self._storage_root(table)
+            del self._store(root).records[sys_id]
+            self._changed(root, sys_id)
             return True
 
     def get(self, table: str, sys_id: str) -> dict[str, Any] | None:
@@ -646,25 +719,82 @@ class ServiceNowSandbox:
                 raise ValueError(f"cannot touch {count} records: {table} has {len(candidates)}")
             rng = random.Random(f"touch:{self.config.seed}:{table}:{seed}")
             chosen = rng.sample(candidates, count)
-            pool = self._change_pool()
-            root = self._storage_root(definition.name)
+            for sys_id in chosen:
+                self.change_record(table, sys_id, rng)
+            return chosen
+
+    def change_record(self, table: str, sys_id: str, rng: random.Random) -> bool:
+        """Make one realistic change to a record (discovery finding a patched OS or more
+        memory on a CI, an incident moving on); False when there is no such record."""
+        with self._lock:
+            definition = self._require_table(table)
+            record = self._find(definition, sys_id)
+            if record is None:
+                return False
             text_fields = tuple(
                 name
                 for name, field_definition in definition.fields.items()
                 if field_definition.kind is FieldKind.STRING and not name.startswith("sys_")
             )
-            for sys_id in chosen:
-                record = self._find(definition, sys_id)
-                assert record is not None
-                change = seed_data.realistic_change(root, record, rng, pool, text_fields)
-                self._modify(
-                    definition,
-                    record,
-                    change.fields,
-                    user=change.user,
-                    suppress_auto_sys_fields=False,
-                )
-            return chosen
+            root = self._storage_root(definition.name)
+            change = seed_data.realistic_change(root, record, rng, self._change_pool(), text_fields)
+            self._modify(
+                definition, record, change.fields, user=change.user, suppress_auto_sys_fields=False
+            )
+            return True
+
+    def sys_ids(self, table: str) -> list[str]:
+        """The sys_ids of the table's records, in order."""
+        with self._lock:
+            definition = self._table(table, create=False)
+            if definition is None:
+                return []
+            return [record["sys_id"] for record in self._rows_by_sys_id(definition)]
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the sandbox lock: API requests wait until the writes made inside are all
+        done, so a reader sees all of them or none."""
+        with self._lock:
+            yield
+
+    # --- churn ----------------------------------------------------------------------------
+
+    def start_churn(self, config: ChurnConfig | None = None, **settings: Any) -> None:
+        """Start changing records from a background thread (see ``churn``), configured by
+        ``config`` and/or its fields as keywords. Raises RuntimeError while another churn
+        runs, ValueError when the configuration does not fit the table."""
+        base = config.model_dump() if config is not None else {}
+        chosen = ChurnConfig.model_validate(base | settings)
+        with self._lock:
+            if self._churn is not None and self._churn.running:
+                raise RuntimeError("a churn is already running; stop it first")
+            try:
+                self._require_table(chosen.table)
+            except TableApiError as error:
+                raise ValueError(error.message) from None
+            churn = Churn(self, chosen)
+            churn.start()
+            self._churn = churn
+
+    def stop_churn(self) -> ChurnReport:
+        """Stop the churn (if it still runs), wait for its thread and report what it did."""
+        churn = self._churn
+        # Not under the lock: the churn thread needs it to finish its batch.
+        return churn.stop() if churn is not None else ChurnReport()
+
+    def wait_for_churn(self, timeout: float | None = None) -> ChurnReport:
+        """Wait for the churn to end by itself (duration or ``max_changes`` reached)."""
+        churn = self._churn
+        if churn is None:
+            return ChurnReport()
+        churn.join(timeout)
+        return churn.report()
+
+    def churn_report(self) -> ChurnReport:
+        """What the current or last churn has done so far."""
+        churn = self._churn
+        return churn.report() if churn is not None else ChurnReport()
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -713,7 +843,7 @@ class ServiceNowSandbox:
         if self._storage_root(table.name) == "incident":
             self._apply_incident_rules(record, set(fields), inserting=True, user=user)
         store.records[sys_id] = record
-        self._version += 1
+        self._changed(self._storage_root(table.name), sys_id)
         return record
 
     def _modify(
@@ -735,7 +865,7 @@ class ServiceNowSandbox:
             record["sys_updated_on"] = format_timestamp(self.now())
             record["sys_updated_by"] = user
             record["sys_mod_count"] = str(int(record.get("sys_mod_count") or "0") + 1)
-        self._version += 1
+        self._changed(self._storage_root(table.name), record["sys_id"])
 
     def _apply_incident_rules(
         self, record: Record, written: set[str], *, inserting: bool, user: str
@@ -775,6 +905,13 @@ class ServiceNowSandbox:
         return ""
 
     def _change_pool(self) -> seed_data.ChangePool:
+        """Users, groups and departments a change may point at; rebuilt only after those
+        tables change, since churn asks for it on every change."""
+        tables = ("sys_user", "sys_user_group", "cmn_department")
+        versions = tuple(self._store(table).version for table in tables)
+        if self._pool_cache is not None and self._pool_cache[0] == versions:
+            return self._pool_cache[1]
+
         def ids(table: str, *, active_only: bool = False) -> tuple[str, ...]:
             records = self._store(table).records
             return tuple(
@@ -785,11 +922,13 @@ class ServiceNowSandbox:
                 )
             )
 
-        return seed_data.ChangePool(
+        pool = seed_data.ChangePool(
             users=ids("sys_user", active_only=True),
             groups=ids("sys_user_group"),
             departments=ids("cmn_department"),
         )
+        self._pool_cache = (versions, pool)
+        return pool
 
     # --- HTTP: request pipeline -----------------------------------------------------------
 
@@ -816,23 +955,29 @@ class ServiceNowSandbox:
         return response
 
     async def _answer(self, request: Request) -> Response:
-        if self.faults.latency_ms > 0:
-            await asyncio.sleep(self.faults.latency_ms / 1000)
+        if self._faults.latency_ms > 0:
+            await asyncio.sleep(self._faults.latency_ms / 1000)
         user = self._authenticate(request)
         with self._lock:
             limit_headers = self._count_against_hourly_limit()
+        garbage: GarbageKind | None = None
         try:
             with self._lock:
-                self._inject_faults()
+                garbage = self._inject_faults()
+            if garbage == "html":
+                # Answered in front of the instance: the request never reached it.
+                return login_page()
             body = await request.body() if request.method in ("POST", "PUT", "PATCH") else b""
             with self._lock:
                 response = self._route(request, body, user)
         except TableApiError as error:
             error.headers = limit_headers | error.headers
-            raise
+            if garbage is None:
+                raise
+            response = error.response()
         for name, value in limit_headers.items():
             response.headers[name] = value
-        return response
+        return response if garbage is None else garbled(response, garbage)
 
     def _authenticate(self, request: Request) -> str:
         """HTTP Basic with the configured user, or the configured OAuth bearer token."""
@@ -886,17 +1031,19 @@ class ServiceNowSandbox:
             )
         return headers
 
-    def _inject_faults(self) -> None:
-        faults = self.faults
-        self._fault_counter += 1
-        if faults.rate_limit_every and self._fault_counter % faults.rate_limit_every == 0:
+    def _inject_faults(self) -> GarbageKind | None:
+        """Raise the 429 or 5xx that falls on this request, or say which garbage it gets."""
+        faults = self._faults
+        self._fault_counts.api_requests += 1
+        count = self._fault_counts.api_requests
+        if falls_on(count, faults.rate_limit_every):
             raise TableApiError(
                 429,
                 "Too Many Requests",
                 "Rate limit exceeded",
                 {"Retry-After": _retry_after_header(faults.retry_after_seconds)},
             )
-        if faults.server_error_every and self._fault_counter % faults.server_error_every == 0:
+        if falls_on(count, faults.server_error_every):
             if faults.server_error_status == 503:
                 raise TableApiError(
                     503, "Service Unavailable", "The instance is temporarily unavailable"
@@ -904,6 +1051,9 @@ class ServiceNowSandbox:
             raise TableApiError(
                 500, "Internal Server Error", "The instance failed to process the request"
             )
+        if falls_on(count, faults.garbage_every):
+            return faults.garbage_kind
+        return None
 
     def _route(self, request: Request, body: bytes, user: str) -> Response:
         match = _API_PATH.fullmatch(request.url.path)
@@ -935,17 +1085,31 @@ class ServiceNowSandbox:
         limit = _integer_param(params.get("sysparm_limit"))
         if limit is None or limit <= 0:
             limit = DEFAULT_LIMIT
-        selected = self._select(table_name, params.get("sysparm_query", ""))
+        rows, start = self._select_from(table_name, params.get("sysparm_query", ""))
         table = self._require_table(table_name)
-        render = self._projection(table, _options(request)).render
-        result = [render(record) for record in selected[offset : offset + limit]]
-        total = len(selected)
+        render = self._projection(table, list_options(request)).render
+        page: Sequence[Record] = rows[start + offset : start + offset + limit]
+        total = len(rows) - start
+        faults = self._faults
+        if faults.hidden_fraction > 0:
+            # Read ACLs filter a page after the count, as on an instance.
+            page = [record for record in page if not self.is_hidden(record["sys_id"])]
+        self._fault_counts.list_requests += 1
+        page = glitched_page(page, faults, self._fault_counts.list_requests)
+        result = [render(record) for record in page]
         headers: dict[str, str] = {}
-        count_wanted = not _flag(params.get("sysparm_no_count"))
+        count_wanted = not flag(params.get("sysparm_no_count"))
         if count_wanted:
             headers["X-Total-Count"] = str(total)
-        if not _flag(params.get("sysparm_suppress_pagination_header")):
-            link = _link_header(request, offset, limit, total, include_last=count_wanted)
+        if not flag(params.get("sysparm_suppress_pagination_header")):
+            link = link_header(
+                request,
+                offset,
+                limit,
+                total,
+                include_last=count_wanted,
+                origin=link_origin(faults),
+            )
             if link is not None:
                 headers["Link"] = link
         return _json_response({"result": result}, headers=headers)
@@ -953,25 +1117,27 @@ class ServiceNowSandbox:
     def _http_read(self, request: Request, table_name: str, sys_id: str) -> Response:
         table = self._require_table(table_name)
         record = self._find(table, sys_id)
-        if record is None:
+        if record is None or self.is_hidden(record["sys_id"]):
             raise _not_found()
-        return _json_response({"result": self._projection(table, _options(request)).render(record)})
+        return _json_response(
+            {"result": self._projection(table, list_options(request)).render(record)}
+        )
 
     def _http_create(
         self, request: Request, table_name: str, payload: Mapping[str, JsonValue], user: str
     ) -> Response:
         table = self._require_table(table_name, create=True)
         params = request.query_params
-        fields = self._incoming(table, payload, _flag(params.get("sysparm_input_display_value")))
+        fields = self._incoming(table, payload, flag(params.get("sysparm_input_display_value")))
         record = self._create(
             table,
             fields,
             user=user,
-            suppress_auto_sys_fields=_flag(params.get("sysparm_suppress_auto_sys_field")),
+            suppress_auto_sys_fields=flag(params.get("sysparm_suppress_auto_sys_field")),
         )
         location = f"{self.config.instance_url}/api/now/table/{table_name}/{record['sys_id']}"
         return _json_response(
-            {"result": self._projection(table, _options(request)).render(record)},
+            {"result": self._projection(table, list_options(request)).render(record)},
             status=201,
             headers={"Location": location},
         )
@@ -989,15 +1155,17 @@ class ServiceNowSandbox:
         if record is None:
             raise _not_found()
         params = request.query_params
-        changes = self._incoming(table, payload, _flag(params.get("sysparm_input_display_value")))
+        changes = self._incoming(table, payload, flag(params.get("sysparm_input_display_value")))
         self._modify(
             table,
             record,
             changes,
             user=user,
-            suppress_auto_sys_fields=_flag(params.get("sysparm_suppress_auto_sys_field")),
+            suppress_auto_sys_fields=flag(params.get("sysparm_suppress_auto_sys_field")),
         )
-        return _json_response({"result": self._projection(table, _options(request)).render(record)})
+        return _json_response(
+            {"result": self._projection(table, list_options(request)).render(record)}
+        )
 
     def _http_delete(self, table_name: str, sys_id: str) -> Response:
         self._require_table(table_name)
@@ -1052,18 +1220,18 @@ class ServiceNowSandbox:
 
     # --- HTTP: rendering ------------------------------------------------------------------
 
-    def _projection(self, table: TableDefinition, options: _ListOptions) -> _Projection:
+    def _projection(self, table: TableDefinition, options: ListOptions) -> Projection:
         names = options.fields if options.fields is not None else tuple(table.fields)
-        columns: list[_Column] = []
+        columns: list[Column] = []
         for name in names:
             definition = self._walk(table, name)
             if definition is None:
                 continue
             read = None if "." not in name else self._walker(table, name.split("."))
             columns.append((name, read, self._renderer(definition, options)))
-        return _Projection.of(columns)
+        return Projection.of(columns)
 
-    def _renderer(self, definition: FieldDefinition, options: _ListOptions) -> _Renderer:
+    def _renderer(self, definition: FieldDefinition, options: ListOptions) -> Renderer:
         mode = options.display_value
         with_link = not options.exclude_reference_link
         target = definition.reference
@@ -1101,99 +1269,10 @@ class ServiceNowSandbox:
             return reference_display
         if mode == "false":
             return None
-        display = _display_formatter(definition)
+        display = display_formatter(definition)
         if mode == "true":
             return display
         return lambda value: {"display_value": display(value), "value": value}
-
-
-_Column = tuple[str, Callable[[Record], str] | None, _Renderer]
-
-
-@dataclass(frozen=True, slots=True)
-class _Projection:
-    """The response columns of a request and how to render each one.
-
-    Serving 50,000 records quickly matters (bulk syncs page through whole CMDB tables). When
-    every column is a plain field of the stored record, a record renders without a Python
-    loop over its columns: the stored dict itself when it has exactly those fields and none
-    needs re-rendering, otherwise a C-level copy or ``itemgetter`` pick, with only the
-    re-rendered columns (references, display values) replaced.
-    """
-
-    columns: tuple[_Column, ...]
-    names: tuple[str, ...]
-    plain_keys: frozenset[str] | None
-    pick: Callable[[Record], tuple[str, ...]] | None
-    rerendered: tuple[tuple[str, Callable[[str], JsonValue]], ...]
-
-    @classmethod
-    def of(cls, columns: Sequence[_Column]) -> _Projection:
-        names = tuple(name for name, _, _ in columns)
-        plain = all(read is None for _, read, _ in columns)
-        rerendered = tuple((name, render) for name, _, render in columns if render is not None)
-        keys = frozenset(names) if plain else None
-        pick: Callable[[Record], tuple[str, ...]] | None = None
-        if plain and len(names) >= 2:
-            pick = operator.itemgetter(*names)
-        return cls(tuple(columns), names, keys, pick, rerendered)
-
-    def render(self, record: Record) -> Mapping[str, JsonValue]:
-        """The record as the response shows it. May be the stored dict itself when nothing
-        needs re-rendering: callers serialise it at once, under the sandbox lock."""
-        keys = self.plain_keys
-        if keys is not None:
-            rendered: dict[str, JsonValue] | None = None
-            if record.keys() == keys:
-                if not self.rerendered:
-                    return record
-                rendered = dict(record)
-            elif self.pick is not None and keys <= record.keys():
-                rendered = dict(zip(self.names, self.pick(record), strict=True))
-            if rendered is not None:
-                for name, rerender in self.rerendered:
-                    rendered[name] = rerender(record[name])
-                return rendered
-        rendered = {}
-        for name, read, render in self.columns:
-            value = record.get(name, "") if read is None else read(record)
-            rendered[name] = value if render is None else render(value)
-        return rendered
-
-
-def _display_formatter(definition: FieldDefinition) -> Callable[[str], str]:
-    """Display values for a UTC user with the default formats: choice labels, grouped
-    integers ("16,384"), two-decimal numbers; everything else as stored."""
-    choices = definition.choices
-    if choices is not None:
-        return lambda value: choices.get(value, value)
-    if definition.kind is FieldKind.INTEGER:
-        return lambda value: f"{int(value):,}" if value.lstrip("-").isdigit() else value
-    if definition.kind is FieldKind.DECIMAL:
-
-        def decimal(value: str) -> str:
-            try:
-                return f"{float(value):,.2f}"
-            except ValueError:
-                return value
-
-        return decimal
-    return lambda value: value
-
-
-def _options(request: Request) -> _ListOptions:
-    params = request.query_params
-    fields_param = params.get("sysparm_fields")
-    fields: tuple[str, ...] | None = None
-    if fields_param is not None and fields_param.strip():
-        fields = tuple(
-            dict.fromkeys(name.strip() for name in fields_param.split(",") if name.strip())
-        )
-    return _ListOptions(
-        display_value=_display_mode(params.get("sysparm_display_value")),
-        exclude_reference_link=_flag(params.get("sysparm_exclude_reference_link")),
-        fields=fields,
-    )
 
 
 def _check_accept(request: Request) -> None:
@@ -1229,33 +1308,3 @@ def _json_body(request: Request, body: bytes) -> Mapping[str, JsonValue]:
             400, "Exception while reading request", "The payload must be a JSON object"
         )
     return payload
-
-
-def _link_header(
-    request: Request, offset: int, limit: int, total: int, *, include_last: bool
-) -> str | None:
-    """RFC 8288 ``Link`` with first/prev/next/last, each the request URL with
-    ``sysparm_offset`` changed; absent when everything fits on one page."""
-    if offset == 0 and total <= limit:
-        return None
-    url = request.url
-    base = f"{url.scheme}://{url.netloc}{url.path}"
-    kept = [
-        (key, value)
-        for key, value in request.query_params.multi_items()
-        if key not in ("sysparm_offset", "sysparm_limit")
-    ]
-
-    def page(page_offset: int) -> str:
-        items = [*kept, ("sysparm_offset", str(page_offset)), ("sysparm_limit", str(limit))]
-        query = "&".join(f"{quote(key, safe='')}={quote(value, safe=',')}" for key, value in items)
-        return f"{base}?{query}"
-
-    links = [(page(0), "first")]
-    if offset > 0:
-        links.append((page(max(offset - limit, 0)), "prev"))
-    if offset + limit < total:
-        links.append((page(offset + limit), "next"))
-    if include_last:
-        links.append((page((total - 1) // limit * limit if total else 0), "last"))
-    return ",".join(f'<{target}>;rel="{relation}"' for target, relation in links)
