@@ -303,12 +303,15 @@ def test_a_configured_server_is_used_and_nothing_started(
 def test_a_server_that_does_not_come_up_in_time_is_stopped_and_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from prefect.settings import PREFECT_HOME, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     before = set(descendants(os.getpid()))
     with (
-        temporary_settings({PREFECT_HOME: tmp_path / "prefect"}),
+        # No server configured, even when the session's test server has set one up.
+        temporary_settings(
+            {PREFECT_HOME: tmp_path / "prefect"}, restore_defaults={PREFECT_API_URL}
+        ),
         pytest.raises(PrefectServerError, match=r"within 1s; see .*temporary-prefect-server\.log"),
         temporary_prefect_server(tmp_path / "home", timeout=1.0),
     ):
