@@ -42,7 +42,8 @@ class Deletions:
 
     ``before_writes`` runs after the target is prepared and before the run writes anything:
     when a key scan is due it takes the target's keys then, so a record this run (or anyone
-    after it) creates is never deleted by the scan.
+    after it) creates is never deleted by the scan; into an empty target (a first load) there
+    is nothing to delete, and the run does no deletion work at all.
     """
 
     def __init__(
@@ -72,9 +73,20 @@ class Deletions:
         self.target_object = f"{spec.target.connector}:{spec.target.object}"
 
     async def before_writes(self) -> None:
-        if self.scan_due:
-            async for keys in self.target.read_keys(self.spec.target.key):
-                self.held.update(keys)
+        if not self.enabled:
+            return
+        async for keys in self.target.read_keys(self.spec.target.key):
+            self.held.update(keys)
+            if not self.scan_due:
+                break  # only whether the target holds anything matters then
+        if not self.held:
+            # Every row the target will hold after this run is one it delivered in scope: there
+            # is nothing to delete (a first load skips the second read and the scan).
+            self.enabled = False
+            if self.scan_due:
+                self.ledger.record_delete_scan(
+                    self.spec.name, at=self.now(), flow_run_id=self.flow_run_id, deleted=0
+                )
 
     def saw(self, batch: pd.DataFrame, mapped: MappedBatch) -> None:
         if self.enabled:

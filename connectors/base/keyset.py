@@ -72,6 +72,18 @@ def _compare(left: str, right: str) -> int:
         return 0
     if not left or not right:
         return -1 if not left else 1
+    # Nearly every value a read compares is a date-time or a lower-case hex key of the same
+    # length, whose plain order is the system's: no parsing for those.
+    if (
+        len(left) == len(right)
+        and "." not in left
+        and "." not in right
+        and left[0] != "-"
+        and right[0] != "-"
+        and left == left.lower()
+        and right == right.lower()
+    ):
+        return (left > right) - (left < right)
     if _NUMBER.fullmatch(left) and _NUMBER.fullmatch(right):
         numbers = float(left), float(right)
         return (numbers[0] > numbers[1]) - (numbers[0] < numbers[1])
