@@ -384,7 +384,7 @@ class Ledger:
                     integration=integration,
                     flow_run_id=flow_run_id,
                     target_object=target_object,
-                    keys=[str(key) for key in keys],
+                    keys=list(keys),
                     created_at=_now(),
                 )
             )

@@ -372,11 +372,17 @@ class BatchWriter:
             # A record that is (back) in scope is not deleted: writing it clears the mark.
             frame = frame.assign(**{spec.deletes.column: None})
         keys = frame[spec.target.key].astype(str).tolist()
-        intent = ledger.record_intent(
-            spec.name, target_object=self.target_object, keys=keys, flow_run_id=self.flow_run_id
+        # Ledger writes run in a thread: the read-ahead keeps reading meanwhile.
+        intent = await asyncio.to_thread(
+            ledger.record_intent,
+            spec.name,
+            target_object=self.target_object,
+            keys=keys,
+            flow_run_id=self.flow_run_id,
         )
         result = await self.target.upsert(frame, spec.target.key)
-        ledger.audit_batch(
+        await asyncio.to_thread(
+            ledger.audit_batch,
             spec.name,
             target_object=self.target_object,
             actions={"created": result.created, "updated": result.updated},
