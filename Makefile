@@ -29,7 +29,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: venv
-	$(PY) -m syncline.demo
+	$(PY) -m syncline_app.demo
 
 lint: venv
 	$(BIN)/ruff check .

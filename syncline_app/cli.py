@@ -1,4 +1,4 @@
-"""``syncline``: validate specs, serve the sandbox, run a sync, inspect the ledger."""
+"""``syncline``: check specs, list connectors, serve the sandbox, run a sync, read the ledger."""
 
 from __future__ import annotations
 
@@ -6,8 +6,13 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+import types
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
+from typing import Annotated, Any, Literal, Protocol, Union, get_args, get_origin
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 # No telemetry from any entry point: the only network is the systems configured.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -15,10 +20,12 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from syncline.settings import SynclineSettings
     from syncline.specs import SpecError, load_specs
     from syncline.validation import check_prefect_yaml
 
-    directory = Path(args.specs_dir)
+    # Like every other command, the specs come from SYNCLINE_SPECS_DIR unless told otherwise.
+    directory = Path(args.specs_dir) if args.specs_dir else SynclineSettings().specs_dir
     try:
         specs = load_specs(directory)
     except SpecError as error:
@@ -35,6 +42,85 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+class ConnectorInfo(Protocol):
+    """What ``syncline connectors`` shows of a registered connector."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def settings(self) -> type[BaseModel]: ...
+    @property
+    def operations(self) -> Collection[str]: ...
+
+
+def type_name(annotation: Any) -> str:
+    """A settings field's type as it is written in Python: ``str | None``, ``list[str]``."""
+    if annotation is None or annotation is type(None):
+        return "None"
+    origin, arguments = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return type_name(arguments[0])
+    if origin is Literal:
+        return " | ".join(repr(argument) for argument in arguments)
+    if origin is Union or origin is types.UnionType:
+        return " | ".join(type_name(argument) for argument in arguments)
+    if origin is not None:
+        inner = ", ".join("..." if a is Ellipsis else type_name(a) for a in arguments)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
+    return str(getattr(annotation, "__name__", annotation))
+
+
+def describe_connectors(connectors: Iterable[ConnectorInfo]) -> list[str]:
+    """One block per connector: description, operations, then one line per settings field."""
+    lines: list[str] = []
+    for connector in sorted(connectors, key=lambda c: c.name):
+        if lines:
+            lines.append("")
+        lines.append(f"{connector.name}: {connector.description}")
+        lines.append(f"  operations: {', '.join(sorted(connector.operations)) or '-'}")
+        lines.append("  settings:")
+        fields = connector.settings.model_fields
+        rows = [
+            (
+                field.alias or name,
+                type_name(field.annotation),
+                _default_text(field),
+                field.description or "",
+            )
+            for name, field in fields.items()
+        ]
+        widths = [max((len(row[i]) for row in rows), default=0) for i in range(3)]
+        for row in rows:
+            cells = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
+            lines.append(f"    {'  '.join([*cells, row[3]]).rstrip()}")
+        if not rows:
+            lines.append("    (none)")
+    return lines
+
+
+def _default_text(field: FieldInfo) -> str:
+    if field.is_required():
+        return "required"
+    try:
+        default = field.get_default(call_default_factory=True)
+    except TypeError:  # a factory that needs the other fields' values
+        return "computed"
+    return f"= {default!r}"
+
+
+def _connectors(args: argparse.Namespace) -> int:
+    from connectors.base.registry import all_connectors  # type: ignore[import-not-found, unused-ignore]
+
+    connectors = all_connectors()
+    if not connectors:
+        print("no connectors registered", file=sys.stderr)
+        return 1
+    print("\n".join(describe_connectors(connectors)))
+    return 0
+
+
 def _sandbox(args: argparse.Namespace) -> int:
     from syncline.sandbox.server import serve
     from syncline.sandbox.servicenow import ServiceNowSandboxConfig
@@ -46,9 +132,9 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from syncline.devstack import PrefectServerError, temporary_prefect_server
     from syncline.settings import SynclineSettings
     from syncline.sync import summary_row
+    from syncline_app.devstack import PrefectServerError, temporary_prefect_server
 
     # The flow runs in this process; with no Prefect server configured it gets a temporary
     # one that stops with this command, even when the command is killed.
@@ -110,15 +196,15 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from syncline.devstack import up
     from syncline.settings import SynclineSettings
+    from syncline_app.devstack import up
 
     return up(SynclineSettings().home)
 
 
 def _down(args: argparse.Namespace) -> int:
-    from syncline.devstack import down
     from syncline.settings import SynclineSettings
+    from syncline_app.devstack import down
 
     return down(SynclineSettings().home)
 
@@ -128,9 +214,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     validate = commands.add_parser("validate", help="check every integration spec")
-    validate.add_argument("--specs-dir", default="deployments")
+    validate.add_argument(
+        "--specs-dir",
+        default=None,
+        help="folder of integration specs (default: $SYNCLINE_SPECS_DIR, else deployments)",
+    )
     validate.add_argument("--prefect-yaml", default="prefect.yaml")
     validate.set_defaults(handler=_validate)
+
+    listing = commands.add_parser(
+        "connectors", help="list the registered connectors: operations and settings"
+    )
+    listing.set_defaults(handler=_connectors)
 
     sandbox = commands.add_parser("sandbox", help="serve the ServiceNow simulator")
     sandbox.add_argument("--host", default="127.0.0.1")

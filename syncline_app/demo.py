@@ -18,13 +18,13 @@ import time
 import sqlalchemy as sa
 
 from connectors.sql import make_engine
-from syncline.devstack import temporary_prefect_server
 from syncline.sandbox.server import BackgroundServer, build_app
 from syncline.sandbox.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
 from syncline.settings import SynclineSettings
 from syncline.specs import IntegrationSpec, find_spec
 from syncline.state import Ledger, dead_letters
 from syncline.sync import SyncSummary, summary_row
+from syncline_app.devstack import temporary_prefect_server
 
 # Before Prefect is imported (the flows are, later): no telemetry, a patient first start.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

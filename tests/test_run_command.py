@@ -1,6 +1,6 @@
 """``syncline run`` leaves no Prefect server behind: not after a normal run, not after kill -9.
 
-The first two run the real command in a child process (``python -m syncline.cli`` from this
+The first two run the real command in a child process (``python -m syncline_app.cli`` from this
 tree), against a ServiceNow sandbox on loopback, with their own PREFECT_HOME and no
 PREFECT_API_URL, so the command has to bring up a Prefect server itself. Processes are found
 through ``/proc``: the command's descendants, and the server among them by its ``--port``.
@@ -27,9 +27,9 @@ from typing import Any
 import httpx
 import pytest
 
-from syncline.devstack import PrefectServerError, temporary_prefect_server
 from syncline.sandbox.server import BackgroundServer
 from syncline.sandbox.servicenow import ServiceNowSandbox
+from syncline_app.devstack import PrefectServerError, temporary_prefect_server
 from tests.conftest import ROOT, SPECS_DIR
 
 pytestmark = [
@@ -189,7 +189,7 @@ def start_run(env: dict[str, str], output: Path) -> subprocess.Popen[bytes]:
     with output.open("wb") as out, output.with_suffix(".err").open("wb") as err:
         # Own session: a Ctrl-C of pytest reaches this test's cleanup, not the command.
         return subprocess.Popen(
-            [sys.executable, "-m", "syncline.cli", "run", "cmdb-nightly"],
+            [sys.executable, "-m", "syncline_app.cli", "run", "cmdb-nightly"],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

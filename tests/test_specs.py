@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from syncline.cli import main
 from syncline.specs import SpecError, load_spec, load_specs
+from syncline_app.cli import main
 from tests.conftest import ROOT, SPECS_DIR
 
 ENV = {"SYNCLINE_SERVICENOW_USER": "admin", "SYNCLINE_SERVICENOW_PASSWORD": "x"}

@@ -9,7 +9,7 @@ from connectors.base.errors import (
     RateLimitedError,
     RetriableError,
 )
-from connectors.base.http import CallStats, RestClient
+from connectors.base.http import RestClient
 from connectors.base.keyset import KeysetPage, ReadTally, keyset_pages
 from connectors.base.pagination import (
     CursorTokenPaginator,
@@ -19,6 +19,7 @@ from connectors.base.pagination import (
 )
 from connectors.base.ratelimit import RequestRateLimiter
 from connectors.base.retry import RetryPolicy
+from connectors.base.stats import CallStats
 
 __all__ = [
     "AuthError",

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from connectors.base.http import CallStats
+from connectors.base.stats import CallStats
 
 CursorValue = datetime | int
 """A position in a source's change stream: an update timestamp or a monotonic number."""
