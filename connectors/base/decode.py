@@ -59,11 +59,12 @@ def invalid_response(
     shown = media or "no content type"
     body = response.content
 
-    def invalid(message: str, *, retriable: bool, detail: str | None) -> InvalidResponseError:
+    def invalid(message: str, *, transient: bool, detail: str | None) -> InvalidResponseError:
         return InvalidResponseError(
             system,
             message,
-            retriable=retriable,
+            retriable=transient and idempotent,
+            transient=transient,
             content_type=media or None,
             method=request.method,
             url=redact_url(str(request.url)),
@@ -72,28 +73,26 @@ def invalid_response(
         )
 
     if not body.strip():
-        return invalid(
-            f"expected JSON, got an empty body ({shown})", retriable=idempotent, detail=None
-        )
+        return invalid(f"expected JSON, got an empty body ({shown})", transient=True, detail=None)
     snippet = _snippet(body)
     problems = error.errors()
     not_json = any(problem["type"] == "json_invalid" for problem in problems)
     if not_json and _is_json(media):
         cut_short = any("EOF" in str(problem.get("msg", "")) for problem in problems)
         what = f"cut short after {len(body):,} bytes" if cut_short else "that does not parse"
-        return invalid(f"expected JSON, got {shown} {what}", retriable=idempotent, detail=snippet)
+        return invalid(f"expected JSON, got {shown} {what}", transient=True, detail=snippet)
     if not_json and _is_html(media, body):
         return invalid(
-            f"expected JSON, got {shown}", retriable=False, detail=f"{snippet} ({html_hint})"
+            f"expected JSON, got {shown}", transient=False, detail=f"{snippet} ({html_hint})"
         )
     if not_json:
-        return invalid(f"expected JSON, got {shown}", retriable=False, detail=snippet)
+        return invalid(f"expected JSON, got {shown}", transient=False, detail=snippet)
     # Well-formed JSON of another shape comes back the same however often it is asked for.
     where = "; ".join(
         f"{'.'.join(str(part) for part in problem['loc']) or 'body'}: {problem['msg']}"
         for problem in problems[:3]
     )
-    return invalid(f"unexpected JSON for {error.title}: {where}", retriable=False, detail=snippet)
+    return invalid(f"unexpected JSON for {error.title}: {where}", transient=False, detail=snippet)
 
 
 def _is_json(media: str) -> bool:

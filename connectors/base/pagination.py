@@ -12,14 +12,25 @@ A next-page URL is the vendor's word: ``RestClient`` refuses one that leaves the
 origin before sending anything. Offset-style pages over a table that changes while it is read
 can skip rows; ``connectors.base.keyset`` pages by "rows after the last one" instead (ServiceNow
 reads use it).
+
+Each next page carries the ``token`` that led to it (the cursor token or the next URL). A
+token that comes back a second time means the vendor is handing out the same pages again;
+following it would read forever, so ``PageTrail`` stops the read with a ``FatalError`` naming
+the token.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import httpx
+
+from connectors.base.decode import redact_url
+from connectors.base.errors import FatalError
+
+# Enough of a token to recognise it in a log line.
+TOKEN_SHOWN = 80
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +41,40 @@ class PageRequest:
     url: str
     params: dict[str, str] | None = None
     json: Any = None
+    # What the vendor gave to reach this page: a cursor token or a next-page URL.
+    token: str | None = None
+    via: str = "token"  # "token" or "URL"
+
+
+@dataclass(slots=True)
+class PageTrail:
+    """The next-page tokens one read has followed; a repeated one stops the read."""
+
+    system: str
+    seen: set[str] = field(default_factory=set)
+
+    def check(self, page: PageRequest) -> None:
+        if page.token is None:
+            return
+        if page.token in self.seen:
+            raise FatalError(
+                self.system,
+                f"the next-page {page.via} {_shown(page)} came back a second time",
+                method=page.method,
+                url=redact_url(page.url),
+                detail=f"the vendor is handing out pages already read; the read stops "
+                f"after {len(self.seen) + 1} pages rather than loop",
+            )
+        self.seen.add(page.token)
+
+
+def _shown(page: PageRequest) -> str:
+    token = page.token or ""
+    if page.via == "URL":
+        # Query strings may carry keys: the URL is named without one.
+        shown = redact_url(token)
+        return f"{shown!r} (query string not shown)" if shown != token else repr(shown)
+    return repr(token[:TOKEN_SHOWN] + ("…" if len(token) > TOKEN_SHOWN else ""))
 
 
 class Paginator(Protocol):
@@ -43,7 +88,7 @@ class LinkHeaderPaginator:
         next_url = response.links.get("next", {}).get("url")
         if not next_url:
             return None
-        return PageRequest(method="GET", url=next_url)
+        return PageRequest(method="GET", url=next_url, token=next_url, via="URL")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +105,7 @@ class NextUrlPaginator:
         next_url = body.get(self.url_field)
         if not next_url:
             return None
-        return PageRequest(method="GET", url=str(next_url))
+        return PageRequest(method="GET", url=str(next_url), token=str(next_url), via="URL")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +129,7 @@ class CursorTokenPaginator:
             token = token.get(part) if isinstance(token, dict) else None
         if not token:
             return None
+        text = str(token)
         if self.send_as == "param":
-            return replace(sent, params={**(sent.params or {}), self.send_field: str(token)})
-        return replace(sent, json={**(sent.json or {}), self.send_field: token})
+            return replace(sent, params={**(sent.params or {}), self.send_field: text}, token=text)
+        return replace(sent, json={**(sent.json or {}), self.send_field: token}, token=text)

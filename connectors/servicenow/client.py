@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from connectors.base import (
     FatalError,
@@ -38,6 +38,10 @@ LOOKUP_CHUNK = 100
 
 class ServiceNowSettings(BaseModel):
     """Where and how to reach one ServiceNow instance."""
+
+    # A misspelt setting (``page_sise``) would otherwise be dropped without a word and the
+    # default used in its place.
+    model_config = ConfigDict(extra="forbid")
 
     instance_url: str = Field(description="e.g. https://acme.service-now.com")
     username: str | None = None
@@ -83,6 +87,13 @@ class _BearerAuth(httpx.Auth):
 
 
 class ServiceNowClient(RestClient):
+    """The Table API over the shared HTTP layer.
+
+    Limits: an instance's rate limit rules answer ``X-RateLimit-Limit / -Remaining / -Reset``
+    (reset in UNIX seconds), which the base ``observe_limits`` reads: none remaining holds
+    every request until the reset. A refused request is a 429 with ``Retry-After``.
+    """
+
     system = "servicenow"
     html_hint = (
         "an HTML page, not the Table API: a login or SSO page means instance_url or the "
@@ -112,6 +123,15 @@ class ServiceNowClient(RestClient):
             return super().error_detail(response)
         parts = [body.error.message, body.error.detail or ""]
         return " / ".join(part for part in parts if part)
+
+    def error_code(self, response: httpx.Response) -> str | None:
+        """The Table API has no error codes; its short ``error.message`` ("User Not
+        Authenticated", "No Record found", "Invalid table x") is the nearest thing."""
+        try:
+            body = ServiceNowErrorBody.model_validate_json(response.content)
+        except ValidationError:
+            return None
+        return body.error.message or None
 
     @staticmethod
     def table_path(table: str, sys_id: str | None = None) -> str:
@@ -244,14 +264,22 @@ class ServiceNowClient(RestClient):
         return flatten_record(body.result)
 
     async def create(self, table: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """One new record. Sent again only if it provably never reached the instance; any
+        doubt is an ``UncertainWriteError`` (``ServiceNowTableTarget.upsert`` settles it)."""
         body, _ = await self.request_model(
             "POST", self.table_path(table), SingleResult, json=dict(fields)
         )
         return flatten_record(body.result)
 
     async def update(self, table: str, sys_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        # Setting the same fields to the same values twice ends where once does, so a PATCH
+        # whose answer was lost is simply sent again.
         body, _ = await self.request_model(
-            "PATCH", self.table_path(table, sys_id), SingleResult, json=dict(fields)
+            "PATCH",
+            self.table_path(table, sys_id),
+            SingleResult,
+            json=dict(fields),
+            idempotent=True,
         )
         return flatten_record(body.result)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 
-from connectors.base.errors import FatalError, NotFoundError
+from connectors.base.errors import FatalError, NotFoundError, UncertainWriteError
 from connectors.base.http import CallStats
 from connectors.base.keyset import ReadTally
 from connectors.base.records import (
@@ -194,27 +194,75 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
+class _NoKeyField(FatalError):
+    """The target table lacks the correlation field: the whole run stops, not one record."""
+
+
 class ServiceNowTableTarget:
     """Writes to one table, upserting by a correlation field (e.g. ``correlation_id``).
 
     The correlation field holds the source's key, so a rerun finds what an earlier run wrote
     and updates it instead of creating a duplicate. Records whose fields already hold the
     values are left alone (no write, no new ``sys_updated_on``, so no echo).
+
+    That only works if the field exists: the instance drops a condition on an unknown field,
+    so a lookup by a misspelt key matches the whole table, and the records written never
+    carry the key, so every run would create them all again. The key is checked against the
+    table before anything is written.
+
+    A create whose outcome is unknown (answer lost, 5xx) is settled by looking the record up
+    by its key and creating it again only if it is absent, a bounded number of times.
     """
 
     system = "servicenow"
+    # Tries of one create whose outcome stays unknown, the lookups between them included.
+    uncertain_create_attempts = 3
 
     def __init__(self, client: ServiceNowClient, table: str, *, concurrency: int = 4) -> None:
         self.client = client
         self.object_name = table
         self._slots = asyncio.Semaphore(concurrency)
+        # Correlation fields checked: True when the table has the field, False when the table
+        # showed no record to check against (the first create is checked instead).
+        self._keys: dict[str, bool] = {}
 
     async def prepare(self, columns: Sequence[Column], key: str) -> None:
         # A table that is missing or hidden by ACLs fails here, before any record is read.
-        await self.client.request(
-            "GET",
-            self.client.table_path(self.object_name),
-            params={"sysparm_limit": "1", "sysparm_fields": "sys_id"},
+        await self._check_key(key)
+
+    async def _check_key(self, key: str) -> None:
+        if self._keys.get(key):
+            return
+        missing = await self.client.missing_fields(self.object_name, [key], display_value="false")
+        if missing:
+            raise _NoKeyField(
+                self.system,
+                f"{self.object_name} has no field {key} to correlate records by",
+                detail="the instance ignores a condition on an unknown field, so every "
+                "lookup would match the whole table and every run would create each record "
+                "again; nothing was written. Check target.key",
+            )
+        if missing is None:
+            log.warning(
+                "servicenow: %s shows no record, so its field %s is checked on the first "
+                "record created",
+                self.object_name,
+                key,
+            )
+        self._keys[key] = missing is not None
+
+    async def _key_confirmed(self, key: str, created: dict[str, Any]) -> None:
+        """After the first create into a table that was empty: the record must carry
+        ``key`` (the Table API answers with every field of the record it made)."""
+        if key in created:
+            self._keys[key] = True
+            return
+        await self.client.delete(self.object_name, str(created["sys_id"]))
+        raise _NoKeyField(
+            self.system,
+            f"{self.object_name} has no field {key} to correlate records by",
+            detail="the record created to check it was deleted again; every run would "
+            "otherwise create each record again. Check target.key",
         )
 
     async def delete(self, keys: Sequence[Any], key: str, rule: DeleteRule) -> list[str]:
@@ -258,13 +306,7 @@ class ServiceNowTableTarget:
                     return  # deleted meanwhile
             done.add(str(record[key]))
 
-        work: list[Awaitable[None]] = [
-            remove(record) if column is None else mark(record) for record in records
-        ]
-        outcomes = await asyncio.gather(*work, return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
+        await _all(remove(record) if column is None else mark(record) for record in records)
         return [value for value in wanted if value in done]
 
     async def read_keys(self, key: str) -> AsyncIterator[list[str]]:
@@ -281,8 +323,11 @@ class ServiceNowTableTarget:
             {str(name): _as_text(value) for name, value in row.items()}
             for row in batch.to_dict(orient="records")
         ]
-        existing = await self.client.find_by(self.object_name, key, (row[key] for row in rows))
         result = WriteResult()
+        if not rows:
+            return result
+        await self._check_key(key)
+        existing = await self.client.find_by(self.object_name, key, (row[key] for row in rows))
 
         async def write(row: dict[str, str]) -> None:
             correlation = row[key]
@@ -290,7 +335,7 @@ class ServiceNowTableTarget:
             async with self._slots:
                 try:
                     if current is None:
-                        created = await self.client.create(self.object_name, row)
+                        created = await self._create(row, key)
                         result.created.append(correlation)
                         result.assigned_keys[correlation] = str(created["sys_id"])
                         return
@@ -301,14 +346,78 @@ class ServiceNowTableTarget:
                         return
                     await self.client.update(self.object_name, str(current["sys_id"]), changes)
                     result.updated.append(correlation)
+                except _NoKeyField:
+                    raise
                 except FatalError as error:
                     result.rejected.append(RejectedRecord(correlation, str(error), dict(row)))
 
-        await asyncio.gather(*(write(row) for row in rows))
+        if not self._keys[key]:
+            # The table was empty when checked: the first record created shows whether the
+            # key exists, before any other is written.
+            await write(rows[0])
+            rows = rows[1:]
+        await _all(write(row) for row in rows)
         return result
+
+    async def _create(self, row: dict[str, str], key: str) -> dict[str, Any]:
+        """Create ``row`` exactly once: when a create's outcome is unknown, look the record
+        up by its key and create it again only if it is not there."""
+        correlation = row[key]
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                created = await self.client.create(self.object_name, row)
+            except UncertainWriteError as error:
+                if attempt >= self.uncertain_create_attempts:
+                    raise
+                log.warning(
+                    "servicenow: %s; looking %s %s=%s up before creating it again",
+                    error,
+                    self.object_name,
+                    key,
+                    correlation,
+                )
+                await asyncio.sleep(self.client.retry.delay(attempt))
+                found = await self.client.find_by(self.object_name, key, [correlation])
+                record = found.get(correlation)
+                if record is None:
+                    continue
+                created = record
+            if not self._keys.get(key):
+                await self._key_confirmed(key, created)
+            return created
 
     def call_stats(self) -> CallStats | None:
         return self.client.stats
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+async def _all(work: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run ``work`` concurrently; the first unexpected failure cancels the rest and is raised
+    as itself (not wrapped in an exception group), so callers see the connector's error."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for item in work:
+                group.create_task(item)
+    except BaseExceptionGroup as failed:
+        leaves = _leaves(failed)
+        if len(leaves) > 1:
+            log.warning(
+                "servicenow: %d concurrent writes failed; raising the first: %s",
+                len(leaves),
+                "; ".join(str(leaf) for leaf in leaves[1:4]),
+            )
+        raise leaves[0] from leaves[0].__cause__
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            found.extend(_leaves(error))
+        else:
+            found.append(error)
+    return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from connectors.base import (
     AuthError,
+    ConnectorError,
     CursorTokenPaginator,
     FatalError,
     InvalidResponseError,
@@ -24,6 +26,7 @@ from connectors.base import (
     RetriableError,
     RetryPolicy,
 )
+from connectors.base.errors import UncertainWriteError
 from connectors.base.http import parse_reset, parse_retry_after
 from connectors.base.pagination import PageRequest
 from connectors.base.ratelimit import RequestRateLimiter
@@ -367,11 +370,14 @@ def test_a_body_cut_short_or_lost_is_retried_for_idempotent_methods(
 
 @pytest.mark.parametrize("method", ["POST", "PATCH"])
 def test_a_body_cut_short_is_never_retried_for_other_methods(method: str) -> None:
+    # The write was carried out and its answer lost on the way: the caller must settle it.
     server = Server(json_body(GOOD[:20]), json_body(GOOD))
-    with pytest.raises(InvalidResponseError, match="cut short after 20 bytes") as caught:
+    with pytest.raises(UncertainWriteError, match="cut short after 20 bytes") as caught:
         fetch(client(server), method)
     assert len(server.received) == 1
-    assert caught.value.retriable is False
+    cause = caught.value.__cause__
+    assert isinstance(cause, InvalidResponseError) and cause.retriable is False
+    assert caught.value.status == 200
 
 
 def test_still_cut_short_after_every_attempt_gives_the_error() -> None:
@@ -399,3 +405,176 @@ def test_a_transport_error_keeps_its_cause() -> None:
     with pytest.raises(RetriableError) as caught:
         get(client(Server(refuse)))
     assert isinstance(caught.value.__cause__, httpx.ConnectError)
+
+
+# --- writes that cannot double ----------------------------------------------------------
+
+
+def post(rest: RestClient, *, idempotent: bool | None = None) -> httpx.Response:
+    async def call() -> httpx.Response:
+        async with rest:
+            return await rest.request("POST", "/things", json={"a": 1}, idempotent=idempotent)
+
+    return asyncio.run(call())
+
+
+def refuse_then(exc: type[httpx.TransportError]) -> Callable[[httpx.Request], httpx.Response]:
+    def answer(request: httpx.Request) -> httpx.Response:
+        raise exc("no connection", request=request)
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        refuse_then(httpx.ConnectError),
+        refuse_then(httpx.ConnectTimeout),
+        httpx.Response(429, headers={"Retry-After": "0"}),
+        httpx.Response(503, headers={"Retry-After": "0"}),
+    ],
+    ids=["refused", "connect-timeout", "429", "503-retry-after"],
+)
+def test_a_create_that_never_reached_the_server_is_sent_again(first: object) -> None:
+    server = Server(first, httpx.Response(201, json={"id": 1}))  # type: ignore[arg-type]
+    assert post(client(server)).status_code == 201
+    assert len(server.received) == 2
+
+
+@pytest.mark.parametrize(
+    ("first", "cause"),
+    [
+        (refuse_then(httpx.RemoteProtocolError), httpx.RemoteProtocolError),
+        (refuse_then(httpx.ReadTimeout), httpx.ReadTimeout),
+        (httpx.Response(500, text="boom"), RetriableError),
+        (httpx.Response(502), RetriableError),
+    ],
+    ids=["dropped", "read-timeout", "500", "502"],
+)
+def test_a_create_that_may_have_reached_the_server_is_uncertain_not_resent(
+    first: object, cause: type[BaseException]
+) -> None:
+    server = Server(first, httpx.Response(201, json={"id": 1}))  # type: ignore[arg-type]
+    with pytest.raises(UncertainWriteError) as caught:
+        post(client(server))
+    assert len(server.received) == 1
+    assert isinstance(caught.value, RetriableError) and caught.value.retriable is False
+    assert isinstance(caught.value.__cause__, cause)
+    assert "may or may not have been carried out" in str(caught.value)
+
+
+def test_a_request_declared_idempotent_keeps_its_retries() -> None:
+    server = Server(httpx.Response(500), httpx.Response(200, json={}))
+    assert post(client(server), idempotent=True).status_code == 200
+    assert len(server.received) == 2
+
+
+# --- hooks: classify, error code, limits --------------------------------------------------
+
+
+class Salesforce(RestClient):
+    system = "salesforce"
+
+    def classify(self, response: httpx.Response) -> type[ConnectorError] | None:
+        if response.status_code == 403 and self.error_code(response) == "REQUEST_LIMIT_EXCEEDED":
+            return RateLimitedError
+        return None
+
+
+LIMIT_EXCEEDED = [{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "TotalRequests Limit"}]
+
+
+def test_a_classify_hook_makes_a_403_rate_limiting_with_status_and_vendor_code() -> None:
+    server = Server(httpx.Response(403, json=LIMIT_EXCEEDED))
+    rest = Salesforce(
+        "https://vendor.example",
+        transport=httpx.MockTransport(server),
+        retry=RetryPolicy(max_attempts=1),
+    )
+    with pytest.raises(RateLimitedError) as caught:
+        get(rest)
+    assert caught.value.status == 403 and caught.value.code == "REQUEST_LIMIT_EXCEEDED"
+    assert "REQUEST_LIMIT_EXCEEDED" in str(caught.value)
+    # Retried like any rate limit; an ordinary 403 is still an AuthError.
+    server = Server(httpx.Response(403, json=LIMIT_EXCEEDED), httpx.Response(200, json={}))
+    rest = Salesforce("https://vendor.example", transport=httpx.MockTransport(server), retry=FAST)
+    assert get(rest).status_code == 200
+    denied = Server(httpx.Response(403, json=[{"errorCode": "INSUFFICIENT_ACCESS"}]))
+    rest = Salesforce("https://vendor.example", transport=httpx.MockTransport(denied), retry=FAST)
+    with pytest.raises(AuthError) as refused:
+        get(rest)
+    assert refused.value.code == "INSUFFICIENT_ACCESS" and len(denied.received) == 1
+
+
+def test_an_observe_limits_hook_sees_every_answer() -> None:
+    seen: list[str] = []
+
+    class Jira(RestClient):
+        def observe_limits(self, response: httpx.Response) -> None:
+            seen.append(response.headers.get("RateLimit-Reason", ""))
+
+    server = Server(
+        httpx.Response(503, headers={"RateLimit-Reason": "jira-burst-based"}),
+        httpx.Response(200, json={}),
+    )
+    get(Jira("https://vendor.example", transport=httpx.MockTransport(server), retry=FAST))
+    assert seen == ["jira-burst-based", ""]
+
+
+# --- a next-page token seen twice ---------------------------------------------------------
+
+
+def test_a_repeated_cursor_token_stops_the_read_naming_it() -> None:
+    pages = {
+        '/search {"q":"x"}': httpx.Response(200, json={"items": [1], "nextPageToken": "t2"}),
+        '/search {"q":"x","nextPageToken":"t2"}': httpx.Response(
+            200, json={"items": [2], "nextPageToken": "t2"}
+        ),
+    }
+    with pytest.raises(FatalError, match="next-page token 't2' came back a second time"):
+        paged(CursorTokenPaginator(), pages)
+
+
+def test_a_repeated_next_url_stops_the_read_without_showing_its_query() -> None:
+    def route(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, json={"items": [1], "done": False, "nextRecordsUrl": "/items/2?key=k3y"}
+        )
+
+    rest = client(Server(route))
+    with pytest.raises(FatalError) as caught:
+        followed(rest, PageRequest("GET", "/items"), NextUrlPaginator())
+    assert "next-page URL '/items/2' (query string not shown)" in str(caught.value)
+    assert "k3y" not in str(caught.value)
+
+
+# --- resuming after a Retry-After -----------------------------------------------------------
+
+
+def test_requests_queued_behind_a_retry_after_resume_spread_out() -> None:
+    sent: list[float] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(time.monotonic())
+        if len(sent) == 1:
+            return httpx.Response(429, headers={"Retry-After": "1"})
+        return httpx.Response(200, json={})
+
+    rest = client(Server(answer))
+
+    async def burst() -> float:
+        async with rest:
+            first = asyncio.create_task(rest.request("GET", "/a"))
+            await asyncio.sleep(0.05)  # the 429 has come back: the limiter is paused
+            paused_at = time.monotonic()
+            await asyncio.gather(first, *(rest.request("GET", f"/q{n}") for n in range(10)))
+            return paused_at
+
+    paused_at = asyncio.run(burst())
+    resumed = sorted(sent[1:])
+    assert len(resumed) == 11
+    assert resumed[0] >= paused_at + 0.85, "nothing goes before the Retry-After ends"
+    # Released together they would all leave within a few milliseconds.
+    assert resumed[-1] - resumed[0] >= 0.05
+    gaps = [later - earlier for earlier, later in itertools.pairwise(resumed)]
+    assert max(gaps) < 0.2
