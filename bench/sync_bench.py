@@ -52,7 +52,6 @@ from typing import Any, Literal, TypeVar
 import pandas as pd
 import sqlalchemy as sa
 
-from connectors.base.http import CallStats
 from connectors.base.records import (
     Column,
     CursorValue,
@@ -61,6 +60,7 @@ from connectors.base.records import (
     RecordTarget,
     WriteResult,
 )
+from connectors.base.stats import CallStats
 from syncline.connect import ConnectorFactory
 from syncline.specs import IntegrationSpec, load_spec
 from syncline.state import Ledger

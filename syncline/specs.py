@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, Self
@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from connectors.base import registry
 from connectors.base.records import Column, ColumnType
 from syncline.durations import Duration
 from syncline.expressions import Expression, ExpressionError
@@ -46,14 +47,21 @@ _REFERENCE_MESSAGE = (
 )
 
 
-def _problems(problems: list[tuple[Location, str]]) -> PydanticCustomError:
+# A problem at a location relative to the model checked, optionally shown under another path
+# (an unknown key is reported at its own line, under its parent's path).
+Problem = tuple[Location, str] | tuple[Location, str, Location]
+
+
+def _problems(problems: Sequence[Problem]) -> PydanticCustomError:
     """One error for several problems, each with its location relative to the model checked.
 
     ``load_spec`` reports each at its own line; code that validates a spec directly still
     gets every problem in the error's message.
     """
-    summary = "; ".join(f"{_dotted(location)}: {message}" for location, message in problems)
-    return PydanticCustomError(_PROBLEMS, "{summary}", {"summary": summary, "problems": problems})
+    summary = "; ".join(f"{_dotted(problem[0])}: {problem[1]}" for problem in problems)
+    return PydanticCustomError(
+        _PROBLEMS, "{summary}", {"summary": summary, "problems": list(problems)}
+    )
 
 
 class StrictModel(BaseModel):
@@ -121,11 +129,22 @@ class CursorSpec(StrictModel):
 
 
 class EndpointSpec(StrictModel):
-    connector: Literal["servicenow", "sql"]
+    connector: str = Field(description="a registered connector, e.g. servicenow or sql")
     object: str = Field(min_length=1, description="table, object or resource name")
     connection: dict[str, str | int | float | bool] = Field(default_factory=dict)
     credentials: dict[str, _CheckedSecretRef] = Field(default_factory=dict)
     key: str = Field(min_length=1)
+
+    @field_validator("connector")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        try:
+            registry.get(value)
+        except registry.UnknownConnectorError as error:
+            raise PydanticCustomError(
+                "unknown_connector", "{message}", {"message": str(error)}
+            ) from None
+        return value
 
     @field_validator("connection", mode="before")
     @classmethod
@@ -163,6 +182,54 @@ class EndpointSpec(StrictModel):
         if problems:
             raise _problems(problems)
         return value
+
+    @model_validator(mode="after")
+    def _settings_of_the_connector(self) -> Self:
+        """Connection and credential names are the connector's settings, and the values given
+        in connection have the types its settings model wants. A required setting that is
+        not given is left to run time: it may be filled in where the spec is used."""
+        connector = registry.get(self.connector)
+        problems = _settings_problems(connector, self.connection, self.credentials)
+        if problems:
+            raise _problems(problems)
+        return self
+
+
+def _settings_problems(
+    connector: registry.Connector,
+    connection: dict[str, str | int | float | bool],
+    credentials: dict[str, SecretRef],
+) -> list[Problem]:
+    names = connector.setting_names()
+    problems: list[Problem] = []
+    for section, given, listed in (
+        ("connection", connection, [name for name in names if not _SECRET_NAMES.search(name)]),
+        ("credentials", credentials, names),
+    ):
+        for name in given:
+            if name in names:
+                continue
+            close = difflib.get_close_matches(name, listed, n=1) or difflib.get_close_matches(
+                name, names, n=1
+            )
+            message = f"unknown setting {name!r}"
+            message += f" (did you mean {close[0]!r}?)" if close else ""
+            message += f"; {connector.name} settings: {', '.join(listed)}"
+            problems.append(((section, name), message, (section,)))
+    known = {name: value for name, value in connection.items() if name in names}
+    try:
+        connector.settings.model_validate(known)
+    except ValidationError as error:
+        for detail in error.errors(include_url=False):
+            loc = detail["loc"]
+            if not loc or loc[0] not in known:
+                # Missing settings, and checks across settings, need the credentials: they
+                # are checked when the connector is opened.
+                continue
+            location: Location = ("connection", *loc)
+            found = _describe_one(location, detail)
+            problems.append((found.location, found.message))
+    return problems
 
 
 class SourceSpec(EndpointSpec):
@@ -454,26 +521,56 @@ def load_specs(directory: Path) -> dict[str, IntegrationSpec]:
 
 
 def spec_files(directory: Path) -> list[Path]:
+    """Every ``*.yaml``/``*.yml`` file directly in ``directory``: each is an integration spec.
+
+    Other YAML (expectation suites, block setup) belongs in subfolders: guessing which files
+    are specs would let a spec with a misspelt ``source:`` go unchecked.
+    """
     return sorted(
-        path
-        for path in directory.iterdir()
-        if path.suffix in SPEC_SUFFIXES and _is_integration(path)
+        path for path in directory.iterdir() if path.suffix in SPEC_SUFFIXES and path.is_file()
     )
 
 
-def _is_integration(path: Path) -> bool:
-    """Integration specs have top-level ``source:`` and ``target:``; other YAML is skipped."""
-    head = path.read_text(encoding="utf-8")
-    return bool(re.search(r"(?m)^source:", head)) and bool(re.search(r"(?m)^target:", head))
+def _slug(name: str) -> str:
+    return name.replace("_", "-").lower()
+
+
+def _declared_name(path: Path) -> str | None:
+    """The file's top-level ``name:``, or ``None`` if the file cannot tell (it does not parse,
+    or has no such name). Nothing else in the file is checked here."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def find_spec(directory: Path, name: str) -> IntegrationSpec:
-    for path in spec_files(directory):
-        spec = load_spec(path)
-        if spec.name == name:
-            return spec
-    available = ", ".join(sorted(load_specs(directory))) or "none"
-    raise SpecError(directory, [f"{directory}: no integration named {name!r} ({available})"])
+    """The spec of integration ``name``, loading (and validating) only its file.
+
+    ``<name>.yaml``/``.yml`` (with ``-`` and ``_`` alike) is tried first; otherwise each
+    file's top-level ``name:`` is read. Other files are never validated here: a broken
+    sibling must not stop this integration's runs (``syncline validate`` checks them all).
+    """
+    files = spec_files(directory)
+    named = [path for path in files if _slug(path.stem) == _slug(name)]
+    for path in named:
+        declared = _declared_name(path)
+        if declared is None or declared == name:
+            # Its file by name: if it is broken, its own problems are the answer.
+            spec = load_spec(path)
+            if spec.name == name:
+                return spec
+    available: list[str] = []
+    for path in files:
+        declared = _declared_name(path)
+        if declared == name:
+            return load_spec(path)
+        if declared is not None:
+            available.append(declared)
+    listed = ", ".join(sorted(available)) or "none"
+    raise SpecError(directory, [f"{directory}: no integration named {name!r} ({listed})"])
 
 
 def _dotted(location: Iterable[str | int]) -> str:
@@ -490,6 +587,10 @@ _FRIENDLY = {
     "timedelta_parsing": 'a duration such as "5m", "30s" or a number of seconds',
     "int_parsing": "a whole number",
     "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "bool_type": "true or false",
     "bool_parsing": "true or false",
     "string_type": "text",
     "dict_type": "a mapping of names to values",
@@ -502,10 +603,11 @@ def _describe(document: YamlDocument, detail: ErrorDetails) -> list[_Found]:
     """Where and what: a check that found several problems gives each at its own place."""
     location = _user_location(document.data, detail["loc"])
     if detail["type"] == _PROBLEMS:
-        return [
-            _Found((*location, *inner), message)
-            for inner, message in detail.get("ctx", {}).get("problems", [])
-        ]
+        found: list[_Found] = []
+        for problem in detail.get("ctx", {}).get("problems", []):
+            shown = (*location, *problem[2]) if len(problem) > 2 else None
+            found.append(_Found((*location, *problem[0]), problem[1], shown))
+        return found
     return [_describe_one(location, detail)]
 
 

@@ -23,7 +23,6 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from connectors.base.http import CallStats
 from connectors.base.records import (
     CursorValue,
     ReadWindow,
@@ -32,6 +31,7 @@ from connectors.base.records import (
     RejectedRecord,
     WriteResult,
 )
+from connectors.base.stats import CallStats
 from syncline.deletes import Deletions
 from syncline.mapping import RecordMapper, jsonable
 from syncline.specs import CursorSpec, IntegrationSpec

@@ -11,7 +11,6 @@ from typing import Any
 import pandas as pd
 
 from connectors.base.errors import FatalError, NotFoundError, UncertainWriteError
-from connectors.base.http import CallStats
 from connectors.base.keyset import ReadTally
 from connectors.base.records import (
     Column,
@@ -21,6 +20,7 @@ from connectors.base.records import (
     RejectedRecord,
     WriteResult,
 )
+from connectors.base.stats import CallStats
 from connectors.servicenow.client import LOOKUP_CHUNK, ServiceNowClient
 from connectors.servicenow.query import EncodedQuery, format_time, parse_time
 

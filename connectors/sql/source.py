@@ -13,8 +13,8 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from connectors.base.errors import FatalError
-from connectors.base.http import CallStats
 from connectors.base.records import CursorValue, ReadWindow
+from connectors.base.stats import CallStats
 from connectors.sql.engine import adbc_uri
 from connectors.sql.schema import split_name
 

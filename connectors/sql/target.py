@@ -10,8 +10,8 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from connectors.base.http import CallStats
 from connectors.base.records import Column, DeleteRule, WriteResult
+from connectors.base.stats import CallStats
 from connectors.sql.bulk import BulkWriter, bulk_writer
 from connectors.sql.schema import ensure_table, split_name
 from connectors.sql.source import chunked, iterate_in_thread, key_binds, reflect
