@@ -398,6 +398,24 @@ class IntegrationSpec(StrictModel):
                         f"by target key; {key!r} {reason}",
                     )
                 )
+        if deletes.policy != "ignore":
+            for role, endpoint, needed in (
+                ("source", self.source, "read_keys"),
+                ("target", self.target, "delete"),
+            ):
+                try:
+                    operations = registry.get(endpoint.connector).operations
+                except registry.UnknownConnectorError:
+                    continue  # reported at the connector's own line
+                if needed not in operations:
+                    problems.append(
+                        (
+                            ("deletes", "policy"),
+                            f"policy {deletes.policy!r} needs a {role} that can "
+                            f"{needed.replace('_', ' ')}; the {endpoint.connector} connector "
+                            f"offers {', '.join(sorted(operations))}",
+                        )
+                    )
         if deletes.column is not None and deletes.column in self.mapping:
             problems.append(
                 (

@@ -400,3 +400,19 @@ def test_connectors_of_installed_distributions_load_once_and_a_broken_one_is_nam
         "connector plugins that failed to load: broken = syncline_plugin_missing:CONNECTOR: "
         "ModuleNotFoundError" in str(caught.value)
     )
+
+
+def test_a_delete_policy_needs_a_target_that_can_delete(tmp_path: Path) -> None:
+    text = SPEC.replace(
+        "  connector: memory\n  object: people_copy",
+        "  connector: memory-sink\n  object: people_copy",
+    )
+    text += "deletes:\n  policy: delete\n"
+    path = write_spec(tmp_path, "sink", text)
+    with pytest.raises(SpecError) as caught:
+        load_spec(path, environ={})
+    assert any(
+        "policy 'delete' needs a target that can delete; the memory-sink connector offers write"
+        in problem
+        for problem in caught.value.problems
+    ), caught.value.problems

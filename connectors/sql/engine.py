@@ -4,15 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-
-
-class SqlSettings(BaseModel):
-    """A database to read from or write to. The URL may hold a password: it is a secret."""
-
-    url: SecretStr = Field(description="SQLAlchemy URL, e.g. postgresql://user@host/db")
 
 
 def normalise_url(url: str | URL) -> URL:
