@@ -215,8 +215,6 @@ class ServiceNowTableTarget:
     """
 
     system = "servicenow"
-    # Tries of one create whose outcome stays unknown, the lookups between them included.
-    uncertain_create_attempts = 3
 
     def __init__(self, client: ServiceNowClient, table: str, *, concurrency: int = 4) -> None:
         self.client = client
@@ -369,7 +367,9 @@ class ServiceNowTableTarget:
             try:
                 created = await self.client.create(self.object_name, row)
             except UncertainWriteError as error:
-                if attempt >= self.uncertain_create_attempts:
+                # As many tries as any other request gets; past them the batch fails (and the
+                # run with it, cursor unmoved): the rerun looks the record up first.
+                if attempt >= self.client.retry.max_attempts:
                     raise
                 log.warning(
                     "servicenow: %s; looking %s %s=%s up before creating it again",

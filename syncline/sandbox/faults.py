@@ -17,6 +17,11 @@ Read faults, on list (collection GET) requests:
 * ``foreign_link_host``: the ``Link`` header's URLs point at another origin, as an instance
   behind a misconfigured proxy announces its internal name.
 
+Write faults, on POST/PUT/PATCH/DELETE (see ``write_faults``): ``write_fault_rate`` (random,
+from ``seed``) or ``write_fault_every`` (every Nth write) make a write fail before it is
+saved, fail after it is saved, or lose its reply after it is saved, as ``write_fault_kinds``
+allows.
+
 Everything is off by default. Counters start at zero whenever the configuration is replaced
 (``sandbox.faults = FaultConfig(...)`` or ``PUT /sandbox/servicenow/faults``), so "every Nth"
 counts from then.
@@ -31,6 +36,8 @@ from typing import Literal, TypeVar
 
 import pydantic
 from starlette.responses import Response
+
+from syncline.sandbox.write_faults import WRITE_FAULT_KINDS, WriteFaultKind
 
 T = TypeVar("T")
 
@@ -56,6 +63,13 @@ class FaultConfig(pydantic.BaseModel):
     )
     garbage_every: int | None = pydantic.Field(default=None, ge=1)
     garbage_kind: GarbageKind = "html"
+    write_fault_rate: float = pydantic.Field(default=0.0, ge=0.0, le=1.0)
+    write_fault_every: int | None = pydantic.Field(default=None, ge=1)
+    write_fault_kinds: list[WriteFaultKind] = pydantic.Field(
+        default_factory=lambda: list(WRITE_FAULT_KINDS)
+    )
+    # Seeds the random write faults; the same seed and order of writes fault the same ones.
+    seed: int = 0
 
 
 @dataclass(slots=True)

@@ -16,7 +16,11 @@ clients:
 * ``GET|POST /sandbox/servicenow/clock`` ``{"offset_seconds", "now", "advance_seconds"}``,
   applied in that order: run at real time plus an offset, freeze at a moment, move forward.
   Both answer ``{"now", "offset_seconds", "frozen"}``.
-* ``GET /sandbox/servicenow/stats``: request counts.
+* ``GET|PUT /sandbox/servicenow/rate-limit`` ``{"per_second"}``: the per-second limit
+  (null: none); a new limit starts with a full bucket.
+* ``GET /sandbox/servicenow/stats``: request counts (rate limiting, write faults, creates).
+* ``GET /sandbox/servicenow/correlations/{table}``: API creates per correlation value,
+  ``{"field", "creates", "duplicated"}`` (``duplicated``: the values created more than once).
 
 Run it with ``python -m syncline.sandbox.server --port 8701``.
 """
@@ -46,6 +50,7 @@ from syncline.sandbox.servicenow import (
     ServiceNowSandboxConfig,
     TableApiError,
 )
+from syncline.sandbox.write_faults import quiet_dropped_connections
 
 _LOOPBACK_CLIENTS = frozenset({"127.0.0.1", "::1", "localhost"})
 _ADMIN_PREFIX = "/sandbox/servicenow"
@@ -73,6 +78,10 @@ class ClockRequest(pydantic.BaseModel):
     offset_seconds: float | None = None
     now: datetime | None = None
     advance_seconds: float | None = None
+
+
+class RateLimitRequest(pydantic.BaseModel):
+    per_second: float | None = pydantic.Field(default=None, gt=0)
 
 
 AdminHandler = Callable[[Request], Awaitable[Response]]
@@ -103,6 +112,7 @@ class _AdminInputError(Exception):
 
 def build_app(sandbox: ServiceNowSandbox) -> Starlette:
     """The ServiceNow Table API of ``sandbox`` plus the admin routes and ``/healthz``."""
+    quiet_dropped_connections()
 
     async def touch(request: Request) -> Response:
         body: TouchRequest = await _parsed(request, TouchRequest)
@@ -158,6 +168,22 @@ def build_app(sandbox: ServiceNowSandbox) -> Starlette:
             sandbox.faults = await _parsed(request, FaultConfig)
         return JSONResponse(sandbox.faults.model_dump(mode="json"))
 
+    async def rate_limit(request: Request) -> Response:
+        if request.method == "PUT":
+            body: RateLimitRequest = await _parsed(request, RateLimitRequest)
+            sandbox.rate_limit_per_second = body.per_second
+        return JSONResponse({"per_second": sandbox.rate_limit_per_second})
+
+    async def correlations(request: Request) -> Response:
+        creates = sandbox.creates_by_correlation(request.path_params["table"])
+        return JSONResponse(
+            {
+                "field": sandbox.config.correlation_field,
+                "creates": creates,
+                "duplicated": sorted(value for value, count in creates.items() if count > 1),
+            }
+        )
+
     async def clock(request: Request) -> Response:
         if request.method == "POST":
             body: ClockRequest = await _parsed(request, ClockRequest)
@@ -191,6 +217,8 @@ def build_app(sandbox: ServiceNowSandbox) -> Starlette:
             admin("/stats", _loopback_only(stats), ["GET"]),
             admin("/faults", _loopback_only(faults), ["GET", "PUT"]),
             admin("/clock", _loopback_only(clock), ["GET", "POST"]),
+            admin("/rate-limit", _loopback_only(rate_limit), ["GET", "PUT"]),
+            admin("/correlations/{table}", _loopback_only(correlations), ["GET"]),
             Mount("", app=sandbox.app),
         ]
     )
@@ -227,6 +255,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--instance-url", default=defaults.instance_url)
     parser.add_argument("--rate-limit-per-hour", type=int, default=None)
+    parser.add_argument("--rate-limit-per-second", type=float, default=None)
     parser.add_argument(
         "--clock-offset-seconds",
         type=float,
@@ -241,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         seed=arguments.seed,
         instance_url=arguments.instance_url,
         rate_limit_per_hour=arguments.rate_limit_per_hour,
+        rate_limit_per_second=arguments.rate_limit_per_second,
         clock_offset_seconds=arguments.clock_offset_seconds,
     )
     serve(arguments.host, arguments.port, config)

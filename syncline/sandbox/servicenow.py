@@ -5,11 +5,12 @@
 of a real instance has to cope with: the ``{"result": ...}`` envelope with every value a
 string, reference fields as ``{"link", "value"}``, encoded queries, offset paging with
 ``Link`` and ``X-Total-Count`` headers, display values, the error body, HTTP Basic auth,
-hourly rate-limit headers, a clock that may be off, records changing while they are read
-(``churn``) and injected faults (``faults``: 429 with ``Retry-After``, 500/503, latency,
-garbage bodies, glitched and ACL-filtered pages, foreign ``Link`` URLs). The tables and
-fields it defines are in ``servicenow_schema``; keyset page reads are served as ``keyset``
-describes.
+hourly rate-limit headers, a per-second rate limit (``rate_limit``), a clock that may be
+off, records changing while they are read (``churn``) and injected faults (``faults``: 429
+with ``Retry-After``, 500/503, latency, garbage bodies, glitched and ACL-filtered pages,
+foreign ``Link`` URLs; writes failing before or after the commit, ``write_faults``). The
+tables and fields it defines are in ``servicenow_schema``; keyset page reads are served as
+``keyset`` describes.
 
 The simulator deliberately shares no code with the ServiceNow connector: a simulator built on
 the client's code would share its mistakes.
@@ -47,6 +48,10 @@ Choices made where a real instance varies or the documentation is silent:
 * The clock runs at real time plus ``clock_offset_seconds``, or stands frozen; the time it
   shows is what ``sys_created_on``/``sys_updated_on`` receive and what relative dates
   (``gs.daysAgo``) and the hourly rate limit count from.
+* The per-second limit is checked after authentication and the hourly rule, before any
+  injected fault; requests it refuses reach no fault counter. Creates through the API are
+  counted per value of ``correlation_field`` and table (``creates_by_correlation``), so a
+  test can see a client create the same record twice.
 * Writes are journaled by record, so a cached query result is patched rather than
   recomputed after records change; results are identical to evaluating the query afresh.
 """
@@ -72,7 +77,7 @@ from typing import Any
 import orjson
 import pydantic
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -110,6 +115,7 @@ from syncline.sandbox.keyset import (
     keyset_start,
     split_keyset,
 )
+from syncline.sandbox.rate_limit import PerSecondLimiter
 from syncline.sandbox.rendering import (
     Column,
     ListOptions,
@@ -128,6 +134,12 @@ from syncline.sandbox.servicenow_schema import (
     FieldDefinition,
     TableDefinition,
     defined_tables,
+)
+from syncline.sandbox.write_faults import (
+    WRITE_METHODS,
+    DroppedReply,
+    WriteFaultKind,
+    WriteFaultPicker,
 )
 
 Record = dict[str, str]
@@ -161,6 +173,10 @@ class ServiceNowSandboxConfig(pydantic.BaseModel):
     bearer_token: str = "sandbox-token"  # noqa: S105
     instance_url: str = "https://sandbox.service-now.com"
     rate_limit_per_hour: int | None = pydantic.Field(default=None, ge=1)
+    # Requests per second admitted (token bucket, see ``rate_limit``); None: no limit.
+    rate_limit_per_second: float | None = pydantic.Field(default=None, gt=0)
+    # The field whose values API creates are counted by (see ``creates_by_correlation``).
+    correlation_field: str = "correlation_id"
     invalid_query_returns_no_rows: bool = False
     # How far the instance's running clock is ahead of real time (negative: behind).
     clock_offset_seconds: float = 0.0
@@ -172,6 +188,15 @@ class SandboxStats(pydantic.BaseModel):
     requests_total: int = 0
     responses_by_status: dict[int, int] = pydantic.Field(default_factory=dict)
     rate_limited: int = 0
+    # Of ``rate_limited``, those refused by the per-second limit.
+    rate_limited_per_second: int = 0
+    # API writes (POST/PUT/PATCH/DELETE) past the rate limits and request faults.
+    writes: int = 0
+    write_faults: dict[str, int] = pydantic.Field(default_factory=dict)
+    # API creates carrying a correlation value, and those whose value had been created
+    # before in the same table (a client's double).
+    correlated_creates: int = 0
+    duplicate_creates: int = 0
 
 
 # --- errors and responses -----------------------------------------------------------------
@@ -284,6 +309,10 @@ class ServiceNowSandbox:
         self.config = config or ServiceNowSandboxConfig()
         self._faults = FaultConfig()
         self._fault_counts = FaultCounters()
+        self._write_faults = WriteFaultPicker(self._faults.seed)
+        self._per_second: PerSecondLimiter | None = None
+        self.rate_limit_per_second = self.config.rate_limit_per_second
+        self._creates_by_correlation: dict[str, dict[str, int]] = {}
         self.stats = SandboxStats()
         self._clock = InstanceClock(now, offset_seconds=self.config.clock_offset_seconds)
         self._lock = threading.RLock()
@@ -349,6 +378,24 @@ class ServiceNowSandbox:
         with self._lock:
             self._faults = config
             self._fault_counts = FaultCounters()
+            self._write_faults = WriteFaultPicker(config.seed)
+
+    @property
+    def rate_limit_per_second(self) -> float | None:
+        """Requests per second the API admits (None: no limit); setting it starts a full
+        bucket."""
+        limiter = self._per_second
+        return limiter.rate if limiter is not None else None
+
+    @rate_limit_per_second.setter
+    def rate_limit_per_second(self, rate: float | None) -> None:
+        self._per_second = PerSecondLimiter(rate) if rate is not None else None
+
+    def creates_by_correlation(self, table: str) -> dict[str, int]:
+        """How many records API creates made in ``table`` per value of the correlation
+        field (``config.correlation_field``); a value above 1 is a double."""
+        with self._lock:
+            return dict(self._creates_by_correlation.get(table, {}))
 
     def is_hidden(self, sys_id: str) -> bool:
         """Whether ``faults.hidden_fraction`` hides the record from API reads."""
@@ -939,6 +986,10 @@ class ServiceNowSandbox:
             response = await self._answer(request)
         except TableApiError as error:
             response = error.response()
+        except ClientDisconnect:
+            # The client went away before its body arrived: nothing was done and nobody is
+            # left to answer. Counted under 499, the status proxies log for this.
+            response = Response(status_code=499)
         except Exception:
             # Answer like an instance would rather than dropping the connection; the
             # traceback is logged so a sandbox defect does not pass for an injected fault.
@@ -960,7 +1011,9 @@ class ServiceNowSandbox:
         user = self._authenticate(request)
         with self._lock:
             limit_headers = self._count_against_hourly_limit()
+        limit_headers |= self._count_against_per_second_limit()
         garbage: GarbageKind | None = None
+        write_fault: WriteFaultKind | None = None
         try:
             with self._lock:
                 garbage = self._inject_faults()
@@ -969,7 +1022,14 @@ class ServiceNowSandbox:
                 return login_page()
             body = await request.body() if request.method in ("POST", "PUT", "PATCH") else b""
             with self._lock:
+                if garbage is None and request.method in WRITE_METHODS:
+                    write_fault = self._draw_write_fault()
+                if write_fault == "error_before_commit":
+                    self._count_write_fault(write_fault)
+                    raise _write_failed()
                 response = self._route(request, body, user)
+                if write_fault is not None:
+                    self._count_write_fault(write_fault)
         except TableApiError as error:
             error.headers = limit_headers | error.headers
             if garbage is None:
@@ -977,7 +1037,38 @@ class ServiceNowSandbox:
             response = error.response()
         for name, value in limit_headers.items():
             response.headers[name] = value
+        if write_fault == "error_after_commit":
+            raise _write_failed(limit_headers)
+        if write_fault == "drop_after_commit":
+            return DroppedReply(response)
         return response if garbage is None else garbled(response, garbage)
+
+    def _count_against_per_second_limit(self) -> dict[str, str]:
+        limiter = self._per_second
+        if limiter is None:
+            return {}
+        admission = limiter.admit()
+        if admission.allowed:
+            return admission.headers
+        with self._lock:
+            self.stats.rate_limited_per_second += 1
+        raise TableApiError(
+            429,
+            "Too Many Requests",
+            f"Rate limit exceeded: {limiter.rate:g} requests per second",
+            admission.headers,
+        )
+
+    def _draw_write_fault(self) -> WriteFaultKind | None:
+        faults = self._faults
+        self.stats.writes += 1
+        return self._write_faults.draw(
+            faults.write_fault_rate, faults.write_fault_every, faults.write_fault_kinds
+        )
+
+    def _count_write_fault(self, kind: WriteFaultKind) -> None:
+        counts = self.stats.write_faults
+        counts[kind] = counts.get(kind, 0) + 1
 
     def _authenticate(self, request: Request) -> str:
         """HTTP Basic with the configured user, or the configured OAuth bearer token."""
@@ -1135,12 +1226,24 @@ class ServiceNowSandbox:
             user=user,
             suppress_auto_sys_fields=flag(params.get("sysparm_suppress_auto_sys_field")),
         )
+        self._count_create(table_name, record)
         location = f"{self.config.instance_url}/api/now/table/{table_name}/{record['sys_id']}"
         return _json_response(
             {"result": self._projection(table, list_options(request)).render(record)},
             status=201,
             headers={"Location": location},
         )
+
+    def _count_create(self, table_name: str, record: Record) -> None:
+        value = record.get(self.config.correlation_field, "")
+        if not value:
+            return
+        counts = self._creates_by_correlation.setdefault(table_name, {})
+        seen = counts.get(value, 0)
+        counts[value] = seen + 1
+        self.stats.correlated_creates += 1
+        if seen:
+            self.stats.duplicate_creates += 1
 
     def _http_update(
         self,
@@ -1273,6 +1376,12 @@ class ServiceNowSandbox:
         if mode == "true":
             return display
         return lambda value: {"display_value": display(value), "value": value}
+
+
+def _write_failed(headers: Mapping[str, str] | None = None) -> TableApiError:
+    return TableApiError(
+        500, "Internal Server Error", "The instance failed to process the request", headers
+    )
 
 
 def _check_accept(request: Request) -> None:
