@@ -1,4 +1,4 @@
-"""Replaying dead letters: map the parked source records again and write them.
+"""Replaying dead letters: the parked source records go through the apply path again.
 
 A record that now goes through is marked ``replayed``; one that fails again stays ``pending``
 with its new reason and one more attempt counted. Replaying twice is harmless: the upsert
@@ -11,10 +11,9 @@ import pandas as pd
 from pydantic import BaseModel
 
 from connectors.base.records import RecordTarget
-from syncline.mapping import RecordMapper
+from syncline.apply import Applier
 from syncline.specs import IntegrationSpec
 from syncline.state import Ledger
-from syncline.sync import as_source_records
 
 
 class ReplaySummary(BaseModel):
@@ -36,23 +35,9 @@ async def replay_dead_letters(
     summary = ReplaySummary(integration=spec.name, attempted=len(letters))
     if not letters:
         return summary
-    source = pd.DataFrame.from_records([letter.payload for letter in letters])
-    mapped = RecordMapper(spec).apply(source)
-    ledger.dead_letter(spec.name, mapped.rejected, stage="map", flow_run_id=flow_run_id)
     await target.prepare(spec.target_columns(), spec.target.key)
-    result = await target.upsert(mapped.frame, spec.target.key)
-    rejected = as_source_records(spec, source, mapped.frame, result.rejected)
-    ledger.dead_letter(spec.name, rejected, stage="write", flow_run_id=flow_run_id)
-    failed = {record.key for record in rejected}
-    through = [key for key in mapped.frame.index if key not in failed]
-    target_object = f"{spec.target.connector}:{spec.target.object}"
-    for action, keys in (("created", result.created), ("updated", result.updated)):
-        ledger.audit(
-            spec.name, action=action, target_object=target_object, keys=keys,
-            flow_run_id=flow_run_id,
-        )  # fmt: skip
-    summary.replayed = ledger.resolve_dead_letters(
-        spec.name, through, status="replayed", flow_run_id=flow_run_id
-    )
-    summary.still_failing = len(mapped.rejected) + len(rejected)
+    applier = Applier(spec, target, ledger, flow_run_id=flow_run_id, resolves_as="replayed")
+    applied = await applier.apply(pd.DataFrame.from_records([letter.payload for letter in letters]))
+    summary.replayed = len(applied.through)
+    summary.still_failing = applied.dead_lettered
     return summary

@@ -1,6 +1,6 @@
 """The incremental sync pipeline: read by cursor, map, upsert, account; free of Prefect.
 
-    source ──batches──▶ mapper ──▶ target.upsert (by key) ──▶ ledger: audit, links, dead letters
+    source ──batches──▶ apply (syncline.apply: map, upsert by key, audit, links, dead letters)
 
 The cursor is *not* moved here: ``run_sync`` returns the newest cursor it saw, and the caller
 commits it once the writes are confirmed (the flow does so in its own task). A run that dies
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,14 +26,12 @@ from connectors.base.records import (
     ReadWindow,
     RecordSource,
     RecordTarget,
-    RejectedRecord,
-    WriteResult,
 )
 from connectors.base.stats import CallStats
+from syncline.apply import Applier
 from syncline.deletes import Deletions
-from syncline.mapping import RecordMapper, jsonable
 from syncline.specs import CursorSpec, IntegrationSpec
-from syncline.state import Ledger, RecordLink
+from syncline.state import Ledger
 
 log = logging.getLogger("syncline.sync")
 
@@ -109,14 +105,6 @@ def _read_until(started: datetime) -> datetime:
     later), which paged sources detect; it can never move within it and shift pages unseen.
     """
     return started.replace(microsecond=0) - timedelta(seconds=1)
-
-
-def row_hashes(frame: pd.DataFrame) -> list[str]:
-    """A stable hash of each row as written, to recognise our own writes coming back."""
-    return [
-        hashlib.sha256(json.dumps(row, sort_keys=True, default=str).encode()).hexdigest()
-        for row in frame.to_dict(orient="records")
-    ]
 
 
 class ReadAhead:
@@ -250,14 +238,13 @@ async def _sync(
     )
     # Fields the source does not have would reach the mapping as NULLs in every row.
     await source.prepare(spec.source_fields())
-    mapper = RecordMapper(spec)
     batches = ReadAhead(source.read(window))
     try:
         await target.prepare(spec.target_columns(), spec.target.key)
     except BaseException:
         await batches.aclose()
         raise
-    writer = BatchWriter(spec, target, ledger, flow_run_id=flow_run_id)
+    applier = Applier(spec, target, ledger, flow_run_id=flow_run_id)
     deletions = Deletions(
         spec,
         source,
@@ -276,15 +263,14 @@ async def _sync(
         summary.read += len(batch)
         if window.cursor_field:
             newest = _newest(newest, source.max_cursor(batch, window.cursor_field))
-        mapped = mapper.apply(batch)
+        applied = await applier.apply(batch)
+        mapped, result = applied.mapped, applied.result
         deletions.saw(batch, mapped)
         summary.filtered += mapped.filtered
-        ledger.dead_letter(spec.name, mapped.rejected, stage="map", flow_run_id=flow_run_id)
-        result = await writer.write(batch, mapped.frame)
         summary.created += len(result.created)
         summary.updated += len(result.updated)
         summary.unchanged += result.unchanged
-        summary.dead_lettered += len(mapped.rejected) + len(result.rejected)
+        summary.dead_lettered += applied.dead_lettered
         if on_progress is not None:
             await on_progress(
                 SyncProgress(
@@ -304,7 +290,7 @@ async def _sync(
             len(result.created),
             len(result.updated),
             result.unchanged,
-            len(mapped.rejected) + len(result.rejected),
+            applied.dead_lettered,
             summary.read / max(time.perf_counter() - clock, 1e-9),
         )
     summary.unread = source.unread()
@@ -338,156 +324,6 @@ def finish_run(ledger: Ledger, summary: SyncSummary) -> None:
     ledger.run_finished(
         summary.integration, summary.flow_run_id or "local", summary.model_dump(mode="json")
     )
-
-
-class BatchWriter:
-    """Writes mapped batches to the target with a complete audit, even across crashes.
-
-    Before each write the batch's keys are recorded as an *intent*; the audit rows replace it
-    in one ledger transaction once the target confirms. A crash in between leaves the intent
-    open, and the next run (a retry or the next schedule) rereads those records, finds them
-    already applied ("unchanged"), and audits them as ``applied`` on the interrupted run's
-    behalf: the audit log holds every change, whichever run was cut short.
-    """
-
-    def __init__(
-        self,
-        spec: IntegrationSpec,
-        target: RecordTarget,
-        ledger: Ledger,
-        *,
-        flow_run_id: str | None,
-    ) -> None:
-        self.spec = spec
-        self.target = target
-        self.ledger = ledger
-        self.flow_run_id = flow_run_id
-        self.target_object = f"{spec.target.connector}:{spec.target.object}"
-        self.pending_dead_letters = ledger.pending_dead_letter_keys(spec.name)
-        self.in_doubt = {key for intent in ledger.open_intents(spec.name) for key in intent.keys}
-
-    async def write(self, source_batch: pd.DataFrame, frame: pd.DataFrame) -> WriteResult:
-        spec, ledger = self.spec, self.ledger
-        if spec.deletes.column is not None:
-            # A record that is (back) in scope is not deleted: writing it clears the mark.
-            frame = frame.assign(**{spec.deletes.column: None})
-        keys = frame[spec.target.key].astype(str).tolist()
-        # Ledger writes run in a thread: the read-ahead keeps reading meanwhile.
-        intent = await asyncio.to_thread(
-            ledger.record_intent,
-            spec.name,
-            target_object=self.target_object,
-            keys=keys,
-            flow_run_id=self.flow_run_id,
-        )
-        result = await self.target.upsert(frame, spec.target.key)
-        await asyncio.to_thread(
-            ledger.audit_batch,
-            spec.name,
-            target_object=self.target_object,
-            actions={"created": result.created, "updated": result.updated},
-            flow_run_id=self.flow_run_id,
-            intent_id=intent,
-        )
-        ledger.dead_letter(
-            spec.name,
-            as_source_records(spec, source_batch, frame, result.rejected),
-            stage="write",
-            flow_run_id=self.flow_run_id,
-        )
-        self._settle(keys, result)
-        _keep_links(spec, ledger, frame, result, self.flow_run_id)
-        _close_dead_letters(
-            spec, ledger, frame, result, self.pending_dead_letters, self.flow_run_id
-        )
-        return result
-
-    def _settle(self, keys: list[str], result: WriteResult) -> None:
-        if not self.in_doubt:
-            return
-        written = {str(key) for key in (*result.created, *result.updated)}
-        rejected = {record.key for record in result.rejected}
-        confirmed = {
-            key: "written" if key in written else "unchanged"
-            for key in keys
-            if key in self.in_doubt and key not in rejected
-        }
-        if confirmed:
-            self.ledger.settle_intents(self.spec.name, confirmed, flow_run_id=self.flow_run_id)
-            self.in_doubt.difference_update(confirmed)
-
-
-def as_source_records(
-    spec: IntegrationSpec,
-    source_batch: pd.DataFrame,
-    written: pd.DataFrame,
-    rejected: list[RejectedRecord],
-) -> list[RejectedRecord]:
-    """Target rejections re-keyed by source key, with the source record as payload.
-
-    Dead letters are replayed through the mapping again, so they keep what the source sent.
-    """
-    if not rejected:
-        return []
-    source_key_of = dict(zip(written[spec.target.key].astype(str), written.index, strict=True))
-    by_source_key = source_batch.set_index(source_batch[spec.source.key].astype(str))
-    records = []
-    for record in rejected:
-        source_key = source_key_of.get(record.key, record.key)
-        payload = record.payload
-        if source_key in by_source_key.index:
-            payload = jsonable(by_source_key.loc[[source_key]].iloc[-1].to_dict())
-        records.append(RejectedRecord(source_key, record.reason, payload))
-    return records
-
-
-def _keep_links(
-    spec: IntegrationSpec,
-    ledger: Ledger,
-    written: pd.DataFrame,
-    result: WriteResult,
-    flow_run_id: str | None,
-) -> None:
-    """For targets that choose their own keys: source key → target key, and what was written."""
-    if not result.assigned_keys:
-        return
-    by_target_key = written.reset_index().set_index(spec.target.key, drop=False)
-    rows = by_target_key.loc[list(result.assigned_keys)]
-    hashes = row_hashes(rows.drop(columns=["source_key"]))
-    ledger.save_links(
-        spec.name,
-        [
-            RecordLink(str(source_key), result.assigned_keys[str(target_key)], digest)
-            for source_key, target_key, digest in zip(
-                rows["source_key"], rows.index, hashes, strict=True
-            )
-        ],
-        flow_run_id=flow_run_id,
-    )
-
-
-def _close_dead_letters(
-    spec: IntegrationSpec,
-    ledger: Ledger,
-    written: pd.DataFrame,
-    result: WriteResult,
-    pending_dead_letters: set[str],
-    flow_run_id: str | None,
-) -> None:
-    """Dead letters whose records have now gone through are resolved."""
-    if not pending_dead_letters:
-        return
-    rejected = {record.key for record in result.rejected}
-    recovered = [
-        key
-        for key in written.index[written.index.isin(list(pending_dead_letters))]
-        if key not in rejected
-    ]
-    if recovered:
-        ledger.resolve_dead_letters(
-            spec.name, recovered, status="resolved", flow_run_id=flow_run_id
-        )
-        pending_dead_letters.difference_update(recovered)
 
 
 def summary_row(summary: SyncSummary) -> dict[str, Any]:

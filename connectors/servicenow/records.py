@@ -163,6 +163,20 @@ class ServiceNowTableSource:
         found.discard("")
         return found & set(wanted)
 
+    async def fetch(self, keys: Sequence[str]) -> pd.DataFrame:
+        """The records of ``keys`` as they are now and in scope, read as ``read`` reads them
+        (for events: a webhook can arrive late, twice or with part of the record)."""
+        wanted = sorted({str(key) for key in keys if key is not None and str(key)})
+        display = self.client.settings.display_value
+        records: list[dict[str, Any]] = []
+        for start in range(0, len(wanted), LOOKUP_CHUNK):
+            query = self._filter.copy().where(self.key, "IN", wanted[start : start + LOOKUP_CHUNK])
+            async for page in self.client.iter_pages(
+                self.object_name, query=query, fields=self.fields, tally=self.tally
+            ):
+                records.extend(page)
+        return pd.DataFrame.from_records(records, columns=None if display == "all" else self.fields)
+
     def unread(self) -> int:
         return self.tally.unread
 

@@ -243,6 +243,25 @@ class SqlTableSource:
                     found.update(by_value.get(value, ()))
         return found
 
+    async def fetch(self, keys: Sequence[str]) -> pd.DataFrame:
+        """The rows of ``keys`` as they are now and in scope (for events)."""
+        return await asyncio.to_thread(self._fetch, list(dict.fromkeys(keys)))
+
+    def _fetch(self, keys: list[str]) -> pd.DataFrame:
+        table = self._reflected()
+        compared, by_value = key_binds(table.c[self.key], keys)
+        columns = [table.c[field] for field in self.fields] if self.fields else list(table.c)
+        frames: list[pd.DataFrame] = []
+        with self.engine.connect() as connection:
+            for chunk in chunked(list(by_value)):
+                statement = sa.select(*columns).where(compared.in_(chunk))
+                if self.filter_sql:
+                    statement = statement.where(sa.text(self.filter_sql))
+                result = connection.execute(statement)
+                frames.append(pd.DataFrame.from_records(result.all(), columns=list(result.keys())))
+        names = [column.name for column in columns]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=names)
+
     def unread(self) -> int:
         # One statement reads a consistent snapshot: nothing it counts is kept from it.
         return 0
