@@ -64,7 +64,7 @@ from connectors.base.stats import CallStats
 from syncline.connect import ConnectorFactory
 from syncline.specs import IntegrationSpec, load_spec
 from syncline.state import Ledger
-from syncline.sync import SyncSummary, run_sync
+from syncline.sync import SyncSummary, finish_run, run_sync
 
 ROOT = Path(__file__).resolve().parents[1]
 CMDB_SPEC = ROOT / "deployments" / "cmdb_nightly.yaml"
@@ -239,7 +239,7 @@ async def timed_sync(
     *,
     full_refresh: bool = False,
 ) -> tuple[PhaseResult, SyncSummary]:
-    """``run_sync`` then ``commit_cursor``, as the flow does, timed phase by phase."""
+    """``run_sync`` then ``finish_run`` (cursor, run history), as the flow does, timed."""
     ledger = TimedLedger(f"sqlite:///{ledger_path}")
     ledger.seconds = 0.0
     timed_source, timed_target = TimedSource(source), TimedTarget(target)
@@ -255,8 +255,7 @@ async def timed_sync(
             flow_run_id=flow_run_id,
             full_refresh=full_refresh,
         )
-        if summary.cursor_after is not None:
-            ledger.commit_cursor(spec.name, summary.cursor_after, flow_run_id=flow_run_id)
+        finish_run(ledger, summary)
         seconds = time.perf_counter() - start
     finally:
         await timed_target.aclose()
