@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from connectors.base.records import ColumnType
+from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
 from syncline.mapping import RecordMapper
-from syncline.specs import IntegrationSpec
+from syncline.specs import IntegrationSpec, load_spec
+from tests.conftest import SPECS_DIR
 
 
 def make_spec(mapping: dict[str, Any], **extra: Any) -> IntegrationSpec:
@@ -125,3 +128,46 @@ def test_target_columns_follow_the_mapping() -> None:
     columns = {column.name: column for column in spec.target_columns()}
     assert columns["id"].nullable is False
     assert columns["n"].type is ColumnType.FLOAT
+
+
+def test_cmdb_nightly_operating_system_keeps_the_values_it_showed(tmp_path: Path) -> None:
+    """The shipped line was ``strip(os + ' ' + os_version)``; under the null rule that would be
+    null wherever either part is null, so the spec defaults each part to "". On the sandbox's
+    CIs both lines, and the old evaluation (os null read as "", os_version null giving null),
+    show the same values: ServiceNow sends "" for an empty field, and "" is not null."""
+    shipped = (SPECS_DIR / "cmdb_nightly.yaml").read_text()
+    new_line = (
+        "operating_system: {expr: \"strip(coalesce(os, '') + ' ' + coalesce(os_version, ''))\"}"
+    )
+    old_line = "operating_system: {expr: \"strip(os + ' ' + os_version)\"}"
+    assert new_line in shipped
+    (tmp_path / "old.yaml").write_text(shipped.replace(new_line, old_line))
+    environ = {"SYNCLINE_SERVICENOW_USER": "admin", "SYNCLINE_SERVICENOW_PASSWORD": "sandbox"}
+    new_spec = load_spec(SPECS_DIR / "cmdb_nightly.yaml", environ=environ)
+    old_spec = load_spec(tmp_path / "old.yaml", environ=environ)
+    assert str(old_spec.mapping["operating_system"].expr) == "strip(os + ' ' + os_version)"
+
+    sandbox = ServiceNowSandbox(ServiceNowSandboxConfig(cmdb_ci_server=2000))
+    records = sandbox.records("cmdb_ci_server")
+    batch = pd.DataFrame.from_records(records)
+    assert len(batch) >= 2000
+    assert batch["os"].notna().all() and batch["os_version"].notna().all()
+    assert (batch["os"] == "").any()  # generic servers: no OS recorded, sent as ""
+
+    new = RecordMapper(new_spec).apply(batch)
+    old = RecordMapper(old_spec).apply(batch)
+    assert new.rejected == [] and old.rejected == []
+    today = [
+        None if version is None else ((os or "") + " " + version).strip()
+        for os, version in zip(batch["os"], batch["os_version"], strict=True)
+    ]
+    assert new.frame["operating_system"].tolist() == old.frame["operating_system"].tolist()
+    assert new.frame["operating_system"].tolist() == today
+    assert "" in today and "Windows 2019 Datacenter 10.0.17763" in today
+
+    # Where the two lines part: parts that are null, which ServiceNow does not send.
+    partial = source({"os": "Linux", "os_version": None}, {"os": None, "os_version": "9"})
+    new_expr, old_expr = (spec.mapping["operating_system"].expr for spec in (new_spec, old_spec))
+    assert new_expr is not None and old_expr is not None
+    assert new_expr.evaluate(partial).tolist() == ["Linux", "9"]
+    assert old_expr.evaluate(partial).tolist() == [None, None]

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import pydantic
 
-from syncline.sandbox.encoded_query import format_timestamp
+from sandboxes.servicenow.encoded_query import format_timestamp
 
 _logger = logging.getLogger(__name__)
 

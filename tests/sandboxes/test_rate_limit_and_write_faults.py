@@ -8,11 +8,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from syncline.sandbox.faults import FaultConfig
-from syncline.sandbox.rate_limit import PerSecondLimiter
-from syncline.sandbox.server import BackgroundServer, build_app
-from syncline.sandbox.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
-from syncline.sandbox.write_faults import ConnectionDropped, WriteFaultKind, WriteFaultPicker
+from sandboxes.core.faults import FaultConfig
+from sandboxes.core.rate_limit import PerSecondLimiter
+from sandboxes.core.server import BackgroundServer
+from sandboxes.core.write_faults import ConnectionDropped, WriteFaultKind, WriteFaultPicker
+from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
+from sandboxes.servicenow.admin import build_app
 
 TINY = ServiceNowSandboxConfig(cmdb_ci_server=50, incident=10, sys_user=20, seed=3)
 INCIDENTS = "/api/now/table/incident"

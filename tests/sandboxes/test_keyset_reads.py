@@ -10,9 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from syncline.sandbox.encoded_query import compile_query, order_records, parse
-from syncline.sandbox.keyset import split_keyset
-from syncline.sandbox.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
+from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
+from sandboxes.servicenow.encoded_query import parse
+from sandboxes.servicenow.keyset import split_keyset
+from sandboxes.servicenow.predicates import compile_query, order_records
 
 NOW = datetime(2026, 3, 4, 12, 0, 0, tzinfo=UTC)
 CONFIG = ServiceNowSandboxConfig(cmdb_ci_server=1_500, incident=60, sys_user=80, seed=5)

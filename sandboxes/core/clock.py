@@ -1,4 +1,4 @@
-"""The simulated instance's clock.
+"""The simulated instance's clock (every vendor simulator keeps one).
 
 A real instance's clock is not the caller's: it can run seconds or minutes behind or ahead,
 and every ``sys_updated_on`` it writes follows its own clock. The sandbox clock therefore

@@ -1,4 +1,5 @@
-"""Write faults: Table API writes that fail before, or after, they were saved.
+"""Write faults: API writes that fail before, or after, they were saved ("commit then fail",
+"drop the reply"); shared by every simulator, described here as ServiceNow's Table API meets them.
 
 A client that retries a failed write must know whether the first attempt took effect. These
 faults make the three cases a real instance (or the network in front of it) produces:

@@ -13,9 +13,9 @@ import httpx
 import pydantic
 import pytest
 
-from syncline.sandbox.churn import ChurnConfig, new_ci_fields
-from syncline.sandbox.server import build_app
-from syncline.sandbox.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
+from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
+from sandboxes.servicenow.admin import build_app
+from sandboxes.servicenow.churn import ChurnConfig, new_ci_fields
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 NOW_TEXT = "2025-06-01 12:00:00"

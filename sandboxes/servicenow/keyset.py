@@ -26,14 +26,14 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from syncline.sandbox.encoded_query import (
+from sandboxes.servicenow.encoded_query import (
     Condition,
     EncodedQuery,
     FieldAccess,
     Operator,
     Ordering,
-    sort_key,
 )
+from sandboxes.servicenow.predicates import sort_key
 
 Record = Mapping[str, str]
 RecordT = TypeVar("RecordT", bound=Mapping[str, str])

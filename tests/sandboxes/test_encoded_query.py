@@ -7,17 +7,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from syncline.sandbox.encoded_query import (
+from sandboxes.servicenow.encoded_query import (
     EncodedQueryError,
     FieldAccess,
     FieldKind,
     Operator,
-    compile_query,
     normalise_timestamp,
-    order_records,
     parse,
     resolve_value,
 )
+from sandboxes.servicenow.predicates import compile_query, order_records
 
 NOW = datetime(2025, 3, 15, 12, 30, 0, tzinfo=UTC)
 

@@ -1,4 +1,5 @@
-"""A per-second request limit for the ServiceNow sandbox, as a token bucket.
+"""A per-second request limit for a vendor simulator, as a token bucket (the policy each
+vendor declares: ServiceNow's below).
 
 An instance's rate-limit rules (``sys_rate_limit_rules``) count requests per hour; a tighter
 per-second policy stands for what a client meets in front of busy instances (semaphore and

@@ -10,9 +10,9 @@ import httpx
 import orjson
 import pytest
 
-from syncline.sandbox.faults import FaultConfig, is_hidden
-from syncline.sandbox.server import build_app
-from syncline.sandbox.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
+from sandboxes.core.faults import FaultConfig, is_hidden
+from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
+from sandboxes.servicenow.admin import build_app
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 CONFIG = ServiceNowSandboxConfig(cmdb_ci_server=400, incident=20, sys_user=30, seed=7)

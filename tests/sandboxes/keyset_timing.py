@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from syncline.sandbox.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
+from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
 
 NOW = datetime(2026, 11, 30, 10, 0, 0, tzinfo=UTC)
 FILTER = "install_status!=7^sys_updated_on>=2025-01-01 00:00:00^sys_updated_on<=2026-11-30 10:00:00"

@@ -1,4 +1,6 @@
-"""Faults the ServiceNow sandbox can inject, for tests that prove a client copes with them.
+"""Faults a vendor simulator can inject, for tests that prove a client copes with them.
+
+Shared by every simulator; the examples name ServiceNow's headers and admin path.
 
 Request faults: every Nth API request is rate limited (429 with ``Retry-After``), fails
 (500/503) or answers 200 with garbage: an HTML login page (what an SSO proxy or an expired
@@ -37,7 +39,7 @@ from typing import Literal, TypeVar
 import pydantic
 from starlette.responses import Response
 
-from syncline.sandbox.write_faults import WRITE_FAULT_KINDS, WriteFaultKind
+from sandboxes.core.write_faults import WRITE_FAULT_KINDS, WriteFaultKind
 
 T = TypeVar("T")
 

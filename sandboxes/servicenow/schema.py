@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from syncline.sandbox.encoded_query import FieldKind
+from sandboxes.servicenow.encoded_query import FieldKind
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from syncline.sandbox import clock as clock_module
-from syncline.sandbox.server import build_app
-from syncline.sandbox.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
+from sandboxes.core import clock as clock_module
+from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
+from sandboxes.servicenow.admin import build_app
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 CONFIG = ServiceNowSandboxConfig(cmdb_ci_server=50, incident=10, sys_user=20, seed=3)

@@ -12,8 +12,8 @@ from urllib.parse import quote
 
 from starlette.requests import Request
 
-from syncline.sandbox.encoded_query import FieldKind
-from syncline.sandbox.servicenow_schema import FieldDefinition
+from sandboxes.servicenow.encoded_query import FieldKind
+from sandboxes.servicenow.schema import FieldDefinition
 
 Record = dict[str, str]
 JsonValue = Any

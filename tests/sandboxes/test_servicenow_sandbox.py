@@ -11,11 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from syncline.sandbox.server import build_app
-from syncline.sandbox.servicenow import (
-    ServiceNowSandbox,
-    ServiceNowSandboxConfig,
-)
+from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
+from sandboxes.servicenow.admin import build_app
 from tests.support.openapi_contract import SPECS_DIR, ContractViolationError, OpenAPIContract
 
 INSTANCE = "https://sandbox.service-now.com"

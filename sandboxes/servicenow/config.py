@@ -1,0 +1,44 @@
+"""How a ServiceNow sandbox is seeded, authenticates and limits callers, and what it counts."""
+
+from __future__ import annotations
+
+import pydantic
+
+
+class ServiceNowSandboxConfig(pydantic.BaseModel):
+    """How the sandbox instance is seeded and how it authenticates and limits callers."""
+
+    cmdb_ci_server: int = pydantic.Field(default=50_000, ge=0)
+    incident: int = pydantic.Field(default=500, ge=0)
+    sys_user: int = pydantic.Field(default=1_000, ge=0)
+    seed: int = 42
+    username: str = "admin"
+    # The sandbox's published demo credentials, not secrets.
+    password: str = "sandbox"  # noqa: S105
+    bearer_token: str = "sandbox-token"  # noqa: S105
+    instance_url: str = "https://sandbox.service-now.com"
+    rate_limit_per_hour: int | None = pydantic.Field(default=None, ge=1)
+    # Requests per second admitted (token bucket, see ``rate_limit``); None: no limit.
+    rate_limit_per_second: float | None = pydantic.Field(default=None, gt=0)
+    # The field whose values API creates are counted by (see ``creates_by_correlation``).
+    correlation_field: str = "correlation_id"
+    invalid_query_returns_no_rows: bool = False
+    # How far the instance's running clock is ahead of real time (negative: behind).
+    clock_offset_seconds: float = 0.0
+
+
+class SandboxStats(pydantic.BaseModel):
+    """Counts of API requests the sandbox has answered."""
+
+    requests_total: int = 0
+    responses_by_status: dict[int, int] = pydantic.Field(default_factory=dict)
+    rate_limited: int = 0
+    # Of ``rate_limited``, those refused by the per-second limit.
+    rate_limited_per_second: int = 0
+    # API writes (POST/PUT/PATCH/DELETE) past the rate limits and request faults.
+    writes: int = 0
+    write_faults: dict[str, int] = pydantic.Field(default_factory=dict)
+    # API creates carrying a correlation value, and those whose value had been created
+    # before in the same table (a client's double).
+    correlated_creates: int = 0
+    duplicate_creates: int = 0
