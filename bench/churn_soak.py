@@ -45,9 +45,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from connectors.sql import make_engine  # noqa: E402
+from sandboxes.core.server import BackgroundServer  # noqa: E402
+from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig  # noqa: E402
+from sandboxes.servicenow.admin import build_app  # noqa: E402
 from syncline.connect import ConnectorFactory  # noqa: E402
-from syncline.sandbox.server import BackgroundServer, build_app  # noqa: E402
-from syncline.sandbox.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig  # noqa: E402
 from syncline.specs import IntegrationSpec, load_spec  # noqa: E402
 from syncline.state import Ledger  # noqa: E402
 from syncline.sync import SyncSummary, finish_run, run_sync  # noqa: E402

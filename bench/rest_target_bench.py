@@ -34,9 +34,10 @@ import pandas as pd
 from connectors.base.records import WriteResult
 from connectors.servicenow.client import ServiceNowClient, ServiceNowSettings
 from connectors.servicenow.records import ServiceNowTableTarget
-from syncline.sandbox.faults import FaultConfig
-from syncline.sandbox.server import BackgroundServer, build_app
-from syncline.sandbox.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
+from sandboxes.core.faults import FaultConfig
+from sandboxes.core.server import BackgroundServer
+from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
+from sandboxes.servicenow.admin import build_app
 
 TABLE = "incident"
 KEY = "correlation_id"

@@ -380,8 +380,8 @@ def run_sql_job(job: SqlJob) -> PhaseResult:
 def run_servicenow_job(job: ServiceNowJob) -> PhaseResult:
     import httpx
 
-    from syncline.sandbox.server import BackgroundServer
-    from syncline.sandbox.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
+    from sandboxes.core.server import BackgroundServer
+    from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
 
     quiet_logs()
     workdir = Path(job.workdir)

@@ -122,12 +122,17 @@ def _connectors(args: argparse.Namespace) -> int:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    from syncline.sandbox.server import serve
-    from syncline.sandbox.servicenow import ServiceNowSandboxConfig
+    from sandboxes.servicenow.config import ServiceNowSandboxConfig
+    from sandboxes.servicenow.server import serve
 
     config = ServiceNowSandboxConfig(cmdb_ci_server=args.cis, seed=args.seed)
-    print(f"ServiceNow sandbox on http://{args.host}:{args.port} ({args.cis} CIs)", flush=True)
-    serve(host=args.host, port=args.port, config=config)
+    state: Path | None = args.state
+    world = f"the world saved in {state}" if state is not None and state.exists() else None
+    print(
+        f"ServiceNow sandbox on http://{args.host}:{args.port} ({world or f'{args.cis} CIs'})",
+        flush=True,
+    )
+    serve(host=args.host, port=args.port, config=config, state=state)
     return 0
 
 
@@ -232,6 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=8701)
     sandbox.add_argument("--cis", type=int, default=50_000, help="seeded cmdb_ci_server rows")
     sandbox.add_argument("--seed", type=int, default=42)
+    sandbox.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="start from the world saved in FILE (if it exists); save the world there at exit",
+    )
     sandbox.set_defaults(handler=_sandbox)
 
     run = commands.add_parser("run", help="run one integration's sync now, in this process")

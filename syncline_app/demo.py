@@ -18,8 +18,9 @@ import time
 import sqlalchemy as sa
 
 from connectors.sql import make_engine
-from syncline.sandbox.server import BackgroundServer, build_app
-from syncline.sandbox.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
+from sandboxes.core.server import BackgroundServer
+from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
+from sandboxes.servicenow.admin import build_app
 from syncline.settings import SynclineSettings
 from syncline.specs import IntegrationSpec, find_spec
 from syncline.state import Ledger, dead_letters

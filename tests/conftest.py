@@ -19,8 +19,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from syncline.sandbox.server import BackgroundServer
-from syncline.sandbox.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
+from sandboxes.core.server import BackgroundServer
+from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS_DIR = ROOT / "deployments"

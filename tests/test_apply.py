@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
 from syncline.apply import Applied, Applier, apply_records
 from syncline.connect import ConnectorFactory
 from syncline.replay import replay_dead_letters
-from syncline.sandbox.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
 from syncline.specs import IntegrationSpec, load_spec
 from syncline.state import Ledger
 

@@ -25,8 +25,8 @@ from prefect.states import State
 from connectors.sql import make_engine
 from flows.replay import replay
 from flows.scheduled_sync import scheduled_sync
-from syncline.sandbox.server import BackgroundServer
-from syncline.sandbox.servicenow import ServiceNowSandbox
+from sandboxes.core.server import BackgroundServer
+from sandboxes.servicenow import ServiceNowSandbox
 from syncline.state import Ledger
 from syncline.sync import SyncSummary
 from tests.conftest import ROOT, SPECS_DIR

@@ -1,4 +1,6 @@
-"""Imports run one way: app (``syncline_app/``) → ``flows/`` → ``syncline/`` → ``connectors/``.
+"""Imports run one way: app (``syncline_app/``) → ``flows/`` → ``syncline/`` → ``connectors/``;
+the vendor simulators in ``sandboxes/`` import none of them (a simulator sharing the client's
+code would share its mistakes).
 
 Checked on the source, not at run time: every ``import`` statement of every module, including
 those inside functions and under ``TYPE_CHECKING``, since a deferred import still ties the
@@ -16,9 +18,11 @@ from tests.conftest import ROOT
 
 # package -> top-level packages it must not import
 FORBIDDEN: dict[str, frozenset[str]] = {
-    "syncline": frozenset({"flows", "syncline_app", "prefect"}),
-    "connectors": frozenset({"syncline", "flows", "syncline_app", "prefect"}),
-    "flows": frozenset({"syncline_app"}),
+    # The simulators serve the demo, the tests and the benches, never the engine or a flow.
+    "syncline": frozenset({"flows", "syncline_app", "prefect", "sandboxes"}),
+    "connectors": frozenset({"syncline", "flows", "syncline_app", "prefect", "sandboxes"}),
+    "flows": frozenset({"syncline_app", "sandboxes"}),
+    "sandboxes": frozenset({"connectors", "syncline", "flows", "syncline_app", "prefect"}),
 }
 # A connector's Prefect Block (it hands out a client) is the one place a connector meets Prefect.
 PREFECT_ALLOWED_IN = "credentials.py"

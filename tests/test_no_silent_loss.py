@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from connectors.base.errors import ConnectorError
 from connectors.base.records import RecordTarget, WriteResult
 from connectors.sql import make_engine
+from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
 from syncline.connect import ConnectorFactory
-from syncline.sandbox.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
 from syncline.specs import IntegrationSpec, load_spec
 from syncline.state import Ledger
 from syncline.sync import SyncSummary, finish_run, run_sync

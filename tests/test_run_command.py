@@ -27,8 +27,8 @@ from typing import Any
 import httpx
 import pytest
 
-from syncline.sandbox.server import BackgroundServer
-from syncline.sandbox.servicenow import ServiceNowSandbox
+from sandboxes.core.server import BackgroundServer
+from sandboxes.servicenow import ServiceNowSandbox
 from syncline_app.devstack import PrefectServerError, temporary_prefect_server
 from tests.conftest import ROOT, SPECS_DIR
 

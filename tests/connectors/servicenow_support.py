@@ -13,7 +13,7 @@ import pandas as pd
 
 from connectors.base.records import ReadWindow
 from connectors.servicenow import ServiceNowClient, ServiceNowSettings, ServiceNowTableSource
-from syncline.sandbox.servicenow import ServiceNowSandbox
+from sandboxes.servicenow import ServiceNowSandbox
 from tests.conftest import SANDBOX_URL
 from tests.support.openapi_contract import SPECS_DIR, OpenAPIContract
 

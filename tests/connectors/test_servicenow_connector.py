@@ -22,7 +22,7 @@ from connectors.servicenow import (
     ServiceNowTableSource,
     ServiceNowTableTarget,
 )
-from syncline.sandbox.servicenow import ServiceNowSandbox
+from sandboxes.servicenow import ServiceNowSandbox
 from tests.conftest import SANDBOX_URL
 from tests.support.openapi_contract import SPECS_DIR, OpenAPIContract
 

@@ -21,7 +21,7 @@ import pytest
 from connectors.base import ConnectorError
 from connectors.base.records import ReadWindow
 from connectors.servicenow import ServiceNowClient, ServiceNowSettings, ServiceNowTableSource
-from syncline.sandbox.servicenow import ServiceNowSandbox
+from sandboxes.servicenow import ServiceNowSandbox
 from tests.conftest import SANDBOX_URL
 from tests.connectors.servicenow_support import (
     TIME_FORMAT,

@@ -17,8 +17,8 @@ from connectors.base import FatalError, InvalidResponseError, LinkHeaderPaginato
 from connectors.base.pagination import PageRequest
 from connectors.base.records import ReadWindow
 from connectors.servicenow import ServiceNowClient, ServiceNowTableSource
-from syncline.sandbox.faults import FaultConfig
-from syncline.sandbox.servicenow import ServiceNowSandbox
+from sandboxes.core.faults import FaultConfig
+from sandboxes.servicenow import ServiceNowSandbox
 from tests.connectors.servicenow_support import (
     TIME_FORMAT,
     SandboxProxy,

@@ -19,7 +19,7 @@ import pytest
 from connectors.base.errors import FatalError, UncertainWriteError
 from connectors.base.records import WriteResult
 from connectors.servicenow import ServiceNowSettings, ServiceNowTableTarget
-from syncline.sandbox.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
+from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
 from tests.connectors.servicenow_support import load_contract, make_client
 from tests.support.openapi_contract import OpenAPIContract
 
