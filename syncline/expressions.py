@@ -475,6 +475,20 @@ def _rowwise(function: Callable[..., Any], args: Sequence[Value], size: int) -> 
     return [function(*row) for row in zip(*columns, strict=True)]
 
 
+def _coalesce_columns(args: list[Value], index: pd.Index) -> pd.Series:
+    """``coalesce`` on whole columns: per record, the first value neither null nor ``""``."""
+    size = len(index)
+    columns = [_objects(arg, size) for arg in args]
+    out = columns[-1].copy()  # none usable: the last value ("" stays "", null stays None)
+    decided = np.zeros(size, dtype=bool)
+    for column in columns:
+        values = pd.Series(column, dtype=object)
+        usable = (values.notna() & (values != "")).to_numpy(dtype=bool) & ~decided
+        out[usable] = column[usable]
+        decided |= usable
+    return pd.Series(out, index=index, dtype=object)
+
+
 def _all_null(index: pd.Index) -> pd.Series:
     return pd.Series(np.full(len(index), None, dtype=object), index=index, dtype=object)
 
@@ -597,10 +611,24 @@ def _logic(conjunction: bool, values: list[Value], index: pd.Index) -> Value:
     return result
 
 
+# One-argument text functions that pandas' string methods compute as Python's str does, in a
+# loop of its own: the per-record path below is several times slower on large batches.
+_TEXT_METHODS = frozenset({"upper", "lower", "title", "strip"})
+
+
 def _call(name: str, args: list[Value], index: pd.Index) -> Value:
     _, _, _, strict = _FUNCTIONS[name]
     if not any(isinstance(arg, pd.Series) for arg in args):
         return call_function(name, args)
+    if name in _TEXT_METHODS and len(args) == 1 and _kind(args[0]) == "text":
+        column = args[0].astype(object)
+        present = column.notna().to_numpy(dtype=bool)
+        out = np.full(len(index), None, dtype=object)
+        if present.any():
+            out[present] = getattr(column[present].str, name)().to_numpy(dtype=object)
+        return pd.Series(out, index=index, dtype=object)
+    if name == "coalesce":
+        return _coalesce_columns(args, index)
     if not strict:
         values = _rowwise(lambda *row: call_function(name, row), args, len(index))
         return _result(index, np.ones(len(index), dtype=bool), values)
