@@ -25,7 +25,7 @@ from syncline.settings import SynclineSettings
 from syncline.specs import IntegrationSpec, find_spec
 from syncline.state import Ledger, dead_letters
 from syncline.sync import SyncSummary, summary_row
-from syncline_app.devstack import temporary_prefect_server
+from syncline_app.devstack import SANDBOX_STATE, temporary_prefect_server
 
 # Before Prefect is imported (the flows are, later): no telemetry, a patient first start.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -58,6 +58,7 @@ def main() -> int:
     with temporary_prefect_server(settings.home), BackgroundServer(build_app(sandbox)) as server:
         os.environ["SYNCLINE_SERVICENOW_URL"] = server.url
         _run_twice(sandbox)
+    sandbox.save(settings.home / SANDBOX_STATE)  # `make up` serves this same world
 
     with reporting.connect() as connection:
         rows = connection.execute(sa.text(f"SELECT count(*) FROM {spec.target.object}")).scalar()
@@ -67,7 +68,7 @@ def main() -> int:
     _say(
         f"\nDone in {time.perf_counter() - started:.0f}s. {rows:,} servers in the report, "
         f"{len(pending)} dead letter(s) waiting.\n"
-        "\nWhere to look:\n"
+        "\nWhere to look (`make up` serves this same sandbox world):\n"
         "  Prefect UI         make up, then http://127.0.0.1:4200 (Runs; Artifacts: "
         f"sync-{INTEGRATION})\n"
         f"  reporting DB       {database}  e.g.\n"

@@ -33,6 +33,7 @@ import httpx
 PREFECT_PORT = 4200
 SANDBOX_PORT = 8701
 WORK_POOL = "syncline-process"
+SANDBOX_STATE = "servicenow-world.json"  # under the Syncline home; shared by the demo and `up`
 
 
 def _run_dir(home: Path) -> Path:
@@ -98,7 +99,15 @@ def up(home: Path) -> int:
     _start("prefect-server", server, server_env, run_dir)
     _start(
         "sandbox",
-        [str(bin_dir / "syncline"), "sandbox", "--port", str(SANDBOX_PORT)],
+        [
+            str(bin_dir / "syncline"),
+            "sandbox",
+            "--port",
+            str(SANDBOX_PORT),
+            # The demo's world, if it ran: the UI's runs and the sandbox tell one story.
+            "--state",
+            str(home / SANDBOX_STATE),
+        ],
         env,
         run_dir,
     )
