@@ -361,15 +361,14 @@ class IntegrationSpec(StrictModel):
             if field.from_ is not None:
                 uses.append((("mapping", name, "from"), [field.from_]))
             elif field.expr is not None:
-                uses.append((("mapping", name, "expr"), field.expr.names))
+                uses.append((("mapping", name, "expr"), field.expr.paths))
             else:
                 uses.append((("mapping", name), [name]))
         if self.where is not None:
-            uses.append((("where",), self.where.names))
+            uses.append((("where",), self.where.paths))
         problems: list[tuple[Location, str]] = []
         for location, names in uses:
-            # ServiceNow's display values "all" adds a <field>.display column per field read.
-            missing = sorted({name for name in names if name.removesuffix(".display") not in known})
+            missing = sorted({name for name in names if not _reads(name, known)})
             if missing:
                 problems.append((location, f"source.fields lacks {', '.join(missing)}"))
         return problems
@@ -456,6 +455,16 @@ def _not_taken_directly(name: str, field: FieldMapping, source_key: str) -> str 
     if field.default is not None:
         return "has a default"
     return None
+
+
+def _reads(path: str, known: set[str]) -> bool:
+    """Whether reading ``known`` fields gives ``path``: the field itself (a ServiceNow dot-walk
+    such as ``assigned_to.name`` is one), its ``.display`` column (display values "all" add one
+    per field read), or a field it walks into (nested JSON: ``fields`` gives ``fields.status``)."""
+    if path in known or path.removesuffix(".display") in known:
+        return True
+    parts = path.split(".")
+    return any(".".join(parts[:end]) in known for end in range(1, len(parts)))
 
 
 class SpecError(ValueError):

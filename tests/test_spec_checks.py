@@ -306,3 +306,21 @@ def test_soft_delete_column_must_not_be_a_mapping_field(tmp_path: Path) -> None:
     assert "'status' is a mapping field already" in problem
     fine = write(tmp_path, append="deletes:\n  policy: soft\n  column: deleted_at\n")
     assert load_spec(fine, environ={}).target_columns()[-1].name == "deleted_at"
+
+
+def test_dotted_fields_are_read_whole_by_display_column_or_by_walking_into_them(
+    tmp_path: Path,
+) -> None:
+    fields = "fields: [sys_id, name, assigned_to.name, fields, fqdn, ram, operational_status"
+    expr = "upper(assigned_to.name) + fields.status.name + name.display"
+    path = write(
+        tmp_path,
+        ("fields: [sys_id, name, fqdn, ram, operational_status", fields),
+        ('fqdn: {expr: "lower(coalesce(fqdn, name))"}', f'fqdn: {{expr: "{expr}"}}'),
+    )
+    assert load_spec(path, environ={}).mapping["fqdn"].expr is not None
+    path.write_text(path.read_text().replace("assigned_to.name, ", ""))
+    assert problems_of(path) == [
+        f"{path}:{line_of(path, 'fqdn: {expr')}: mapping.fqdn.expr: source.fields lacks "
+        "assigned_to.name"
+    ]

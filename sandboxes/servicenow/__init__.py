@@ -4,7 +4,8 @@ Declared on ``sandboxes.core``: ``sandbox`` (authentication, rate-limit policy, 
 ``table_api`` (routes), ``admin`` (admin routes), ``server`` (serving it). Beneath them:
 ``store`` (tables, records, saved state), ``query`` and ``encoded_query`` (the query engine),
 ``records`` and ``incident_rules`` (the instance's own writes and business rules),
-``rendering``, ``schema``, ``seed`` and ``churn``.
+``rendering``, ``schema``, ``seed`` (with ``seed_tables`` and ``seed_writer``), ``changes``
+(realistic edits) and ``churn``.
 """
 
 from sandboxes.servicenow.api import TableApiError
