@@ -1,15 +1,15 @@
 """Churn soak: the nightly CMDB sync against a busy instance whose clock is wrong.
 
     .venv/bin/python bench/churn_soak.py [--cis 50000] [--changes-per-second 200]
-                                         [--clock-offset -600] [--incremental-runs 2]
+                                         [--clock-offset -600] [--churn-seconds 60]
 
 1. seeds a ServiceNow sandbox with ``--cis`` CIs, its clock ``--clock-offset`` seconds off
    real time, served over loopback;
 2. starts churn: ``--changes-per-second`` realistic edits a second, plus a few creations,
    retirements (install_status 7) and hard deletes a second;
 3. runs the shipped ``cmdb-nightly`` spec (engine only, no Prefect server) into a SQLite
-   reporting table: a full first run and ``--incremental-runs`` incremental ones, all while the
-   churn goes on;
+   reporting table: a full first run, then incremental runs (at least ``--incremental-runs``)
+   until the churn has gone on for ``--churn-seconds``;
 4. stops the churn, waits for the second to pass, and runs one more incremental run, with its
    key scan for hard deletes due;
 5. compares the reporting table with the sandbox, reading both: every CI that is not retired
@@ -131,7 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--retires-per-second", type=float, default=2.0)
     parser.add_argument("--deletes-per-second", type=float, default=1.0)
     parser.add_argument("--clock-offset", type=float, default=-600.0, help="instance clock, s")
-    parser.add_argument("--incremental-runs", type=int, default=2)
+    parser.add_argument("--incremental-runs", type=int, default=2, help="at least this many")
+    parser.add_argument(
+        "--churn-seconds", type=float, default=60.0, help="keep syncing under churn this long"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
@@ -161,11 +164,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=1,
         )
         try:
-            for number in range(1 + args.incremental_runs):
+            churn_started = time.perf_counter()
+            number = 0
+            # A full run, then incremental runs until the churn has gone on long enough.
+            while number <= args.incremental_runs or (
+                time.perf_counter() - churn_started < args.churn_seconds
+            ):
                 started = time.perf_counter()
                 summary = sync_once(spec, environ, ledger, f"soak-{number}", full=number == 0)
                 runs.append(_figures(summary, time.perf_counter() - started, churning=True))
                 say(f"run {number} under churn: {runs[-1]}")
+                number += 1
         finally:
             churn = sandbox.stop_churn()
         say(
