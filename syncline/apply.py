@@ -75,13 +75,11 @@ class Applier:
             self.spec.name, mapped.rejected, stage="map", flow_run_id=self.flow_run_id
         )
         result = await self.write(source_batch, mapped.frame)
-        rejected = {record.key for record in result.rejected}
-        target_keys = mapped.frame[self.spec.target.key].astype(str)
-        through = [
-            str(source_key)
-            for source_key, target_key in zip(mapped.frame.index, target_keys, strict=True)
-            if target_key not in rejected
-        ]
+        frame = mapped.frame
+        if result.rejected:
+            rejected = [record.key for record in result.rejected]
+            frame = frame.loc[~frame[self.spec.target.key].astype(str).isin(rejected).to_numpy()]
+        through = frame.index.astype(str).tolist()
         return Applied(mapped=mapped, result=result, through=through)
 
     async def write(self, source_batch: pd.DataFrame, frame: pd.DataFrame) -> WriteResult:
