@@ -17,13 +17,12 @@ from connectors.base import AuthError, FatalError
 from connectors.base.records import DeleteRule, ReadWindow
 from connectors.servicenow import (
     EncodedQuery,
-    ServiceNowClient,
-    ServiceNowSettings,
     ServiceNowTableSource,
     ServiceNowTableTarget,
 )
 from sandboxes.servicenow import ServiceNowSandbox
 from tests.conftest import SANDBOX_URL
+from tests.connectors.servicenow_support import make_client, read_all
 from tests.support.openapi_contract import SPECS_DIR, OpenAPIContract
 
 TABLE_API = SPECS_DIR / "servicenow" / "servicenow-table-api-latest.instance-export.oas3.json"
@@ -62,26 +61,6 @@ class CheckedTransport(httpx.AsyncBaseTransport):
             self.before(len(self.sent))
         self.sent.append(request)
         return await self.inner.handle_async_request(request)
-
-
-def make_client(transport: httpx.AsyncBaseTransport, **settings: object) -> ServiceNowClient:
-    values: dict[str, object] = {
-        "instance_url": SANDBOX_URL,
-        "username": "admin",
-        "password": "sandbox",
-        "page_size": 200,
-    }
-    values.update(settings)
-    return ServiceNowClient(ServiceNowSettings.model_validate(values), transport=transport)
-
-
-def read_all(source: ServiceNowTableSource, window: ReadWindow) -> pd.DataFrame:
-    async def collect() -> pd.DataFrame:
-        frames = [batch async for batch in source.read(window)]
-        await source.aclose()
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-    return asyncio.run(collect())
 
 
 def test_incremental_read_pages_through_every_record_once(
