@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -36,16 +36,25 @@ cursors = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# One pair of records, on side A (a one-way integration's source) and side B (its target).
 record_links = sa.Table(
     "syncline_record_links",
     metadata,
     sa.Column("integration", sa.String(200), primary_key=True),
-    sa.Column("source_key", sa.String(255), primary_key=True),
-    sa.Column("target_key", sa.String(255), nullable=False),
-    # Hash of what Syncline wrote: a change that comes back with this hash is our own echo.
-    sa.Column("written_hash", sa.String(64), nullable=False),
+    sa.Column("source_key", sa.String(255), primary_key=True),  # side A's key
+    sa.Column("target_key", sa.String(255), nullable=False),  # side B's key
+    # Hash of what Syncline last wrote to each side: a change that comes back from that side
+    # with this hash is our own echo. Empty while nothing was written there.
+    sa.Column("a_written_hash", sa.String(64)),
+    sa.Column("b_written_hash", sa.String(64)),
+    # The version last seen on each side: its cursor value as text, or a row hash where the
+    # side has no cursor; what tells a change there since from one already handled.
+    sa.Column("a_seen_version", sa.Text),
+    sa.Column("b_seen_version", sa.Text),
     sa.Column("flow_run_id", sa.String(64)),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # The lookup by B's key, and the rule that a B record belongs to one A record.
+    sa.Index("uq_syncline_record_links_target_key", "integration", "target_key", unique=True),
 )
 
 audit_log = sa.Table(
@@ -119,6 +128,9 @@ delete_scans = sa.Table(
 # What a run found for a key of an interrupted write (see Ledger.settle_intents).
 CONFIRMATIONS = frozenset({"unchanged", "written"})
 
+# Keys per IN list: well under SQLite's 999 bound parameters on old builds.
+_IN_CHUNK = 500
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
@@ -135,9 +147,37 @@ class DeadLetter:
 
 @dataclass(frozen=True, slots=True)
 class RecordLink:
+    """A one-way link: source (side A) → target (side B) and the hash of what was written to B.
+
+    ``written_hash`` is "" for a pair nothing was written to B for yet (no hash equals it).
+    """
+
     source_key: str
     target_key: str
     written_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class PairLink:
+    """One record on side A and one on side B that are the same thing, as the ledger knows it.
+
+    Per side: the hash of what Syncline last wrote there and the version it last saw there
+    (the cursor value as text, or a row hash where the side has no cursor); None when none.
+    """
+
+    a_key: str
+    b_key: str
+    a_written_hash: str | None = None
+    b_written_hash: str | None = None
+    a_seen_version: str | None = None
+    b_seen_version: str | None = None
+
+
+class LinkConflictError(ValueError):
+    """A B record would belong to two A records (or a batch links one B key twice)."""
+
+
+Side = Literal["a", "b"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,29 +295,16 @@ class Ledger:
     # record links --------------------------------------------------------------------------
 
     def links(self, integration: str, source_keys: Iterable[str]) -> dict[str, RecordLink]:
-        keys = list(source_keys)
-        found: dict[str, RecordLink] = {}
-        with self.engine.connect() as connection:
-            for start in range(0, len(keys), 500):
-                rows = connection.execute(
-                    sa.select(
-                        record_links.c.source_key,
-                        record_links.c.target_key,
-                        record_links.c.written_hash,
-                    ).where(
-                        record_links.c.integration == integration,
-                        record_links.c.source_key.in_(keys[start : start + 500]),
-                    )
-                )
-                for row in rows:
-                    found[row.source_key] = RecordLink(
-                        row.source_key, row.target_key, row.written_hash
-                    )
-        return found
+        """One-way links by source key (side A)."""
+        return {
+            key: RecordLink(pair.a_key, pair.b_key, pair.b_written_hash or "")
+            for key, pair in self.pair_links(integration, a_keys=source_keys).items()
+        }
 
     def save_links(
         self, integration: str, links: Sequence[RecordLink], *, flow_run_id: str | None
     ) -> None:
+        """One-way links: A → B and what was written to B; what else a pair holds stays."""
         if not links:
             return
         statement = self._upsert(record_links)
@@ -285,25 +312,214 @@ class Ledger:
             index_elements=[record_links.c.integration, record_links.c.source_key],
             set_={
                 "target_key": statement.excluded.target_key,
-                "written_hash": statement.excluded.written_hash,
+                "b_written_hash": statement.excluded.b_written_hash,
                 "flow_run_id": statement.excluded.flow_run_id,
                 "updated_at": statement.excluded.updated_at,
             },
         )
         now = _now()
+        # The last word on a key wins (one statement cannot upsert a row twice).
+        unique = {link.source_key: link for link in links}
         rows = [
             {
                 "integration": integration,
                 "source_key": link.source_key,
                 "target_key": link.target_key,
-                "written_hash": link.written_hash,
+                "b_written_hash": link.written_hash,
                 "flow_run_id": flow_run_id,
                 "updated_at": now,
             }
-            for link in links
+            for link in unique.values()
         ]
+        self._save_link_rows(integration, statement, rows)
+
+    def pair_links(
+        self,
+        integration: str,
+        *,
+        a_keys: Iterable[str] | None = None,
+        b_keys: Iterable[str] | None = None,
+    ) -> dict[str, PairLink]:
+        """The pairs of the given A keys, or of the given B keys, keyed by the keys asked for.
+
+        Keys without a link are absent from the answer.
+        """
+        if (a_keys is None) == (b_keys is None):
+            raise ValueError("pair_links: give either a_keys or b_keys")
+        side: Side = "a" if a_keys is not None else "b"
+        keys = list(dict.fromkeys(a_keys if a_keys is not None else b_keys or ()))
+        column = _key_column(side)
+        found: dict[str, PairLink] = {}
+        with self.engine.connect() as connection:
+            for chunk in _chunks(keys):
+                rows = connection.execute(
+                    sa.select(
+                        record_links.c.source_key,
+                        record_links.c.target_key,
+                        record_links.c.a_written_hash,
+                        record_links.c.b_written_hash,
+                        record_links.c.a_seen_version,
+                        record_links.c.b_seen_version,
+                    ).where(record_links.c.integration == integration, column.in_(chunk))
+                )
+                for row in rows:
+                    pair = PairLink(
+                        a_key=row.source_key,
+                        b_key=row.target_key,
+                        a_written_hash=row.a_written_hash,
+                        b_written_hash=row.b_written_hash,
+                        a_seen_version=row.a_seen_version,
+                        b_seen_version=row.b_seen_version,
+                    )
+                    found[pair.a_key if side == "a" else pair.b_key] = pair
+        return found
+
+    def save_pair_links(
+        self, integration: str, links: Sequence[PairLink], *, flow_run_id: str | None
+    ) -> None:
+        """Upsert pairs by A key, each replacing what its A key held (both hashes, versions).
+
+        Raises :class:`LinkConflictError`, saving none of the batch, when a B key is linked to
+        another A key (in the ledger or in the batch): a B record belongs to one A record.
+        """
+        if not links:
+            return
+        statement = self._upsert(record_links)
+        replaced = (
+            "target_key",
+            "a_written_hash",
+            "b_written_hash",
+            "a_seen_version",
+            "b_seen_version",
+            "flow_run_id",
+            "updated_at",
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[record_links.c.integration, record_links.c.source_key],
+            set_={name: statement.excluded[name] for name in replaced},
+        )
+        now = _now()
+        unique = {link.a_key: link for link in links}
+        rows = [
+            {
+                "integration": integration,
+                "source_key": link.a_key,
+                "target_key": link.b_key,
+                "a_written_hash": link.a_written_hash,
+                "b_written_hash": link.b_written_hash,
+                "a_seen_version": link.a_seen_version,
+                "b_seen_version": link.b_seen_version,
+                "flow_run_id": flow_run_id,
+                "updated_at": now,
+            }
+            for link in unique.values()
+        ]
+        self._save_link_rows(integration, statement, rows)
+
+    def note_written(
+        self,
+        integration: str,
+        side: Side,
+        hashes: Mapping[str, str],
+        *,
+        flow_run_id: str | None,
+    ) -> set[str]:
+        """Syncline wrote to ``side``: the hash of what it wrote, by that side's key.
+
+        Returns the keys that have no link (nothing is noted for them: save the pair first).
+        """
+        return self._note(
+            integration,
+            side,
+            f"{side}_written_hash",
+            hashes,
+            {"flow_run_id": flow_run_id},
+        )
+
+    def note_seen(self, integration: str, side: Side, versions: Mapping[str, str]) -> set[str]:
+        """Syncline read ``side``: the version it saw, by that side's key.
+
+        Returns the keys that have no link (nothing is noted for them: save the pair first).
+        """
+        return self._note(integration, side, f"{side}_seen_version", versions, {})
+
+    def _note(
+        self,
+        integration: str,
+        side: Side,
+        column_name: str,
+        values: Mapping[str, str],
+        extra: dict[str, Any],
+    ) -> set[str]:
+        key_column = _key_column(side)
+        if not values:
+            return set()
+        keys = list(values)
+        statement = (
+            sa.update(record_links)
+            .where(
+                record_links.c.integration == integration,
+                key_column == sa.bindparam("_key", type_=key_column.type),
+            )
+            .values(
+                {
+                    column_name: sa.bindparam("_value", type_=record_links.c[column_name].type),
+                    "updated_at": _now(),
+                    **extra,
+                }
+            )
+        )
         with self.engine.begin() as connection:
-            connection.execute(statement, rows)
+            linked: set[str] = set()
+            for chunk in _chunks(keys):
+                linked.update(
+                    connection.execute(
+                        sa.select(key_column).where(
+                            record_links.c.integration == integration, key_column.in_(chunk)
+                        )
+                    ).scalars()
+                )
+            rows = [{"_key": key, "_value": values[key]} for key in keys if key in linked]
+            if rows:
+                connection.execute(statement, rows)
+        return set(keys) - linked
+
+    def _save_link_rows(self, integration: str, statement: Any, rows: list[dict[str, Any]]) -> None:
+        """Check the one-A-per-B rule for ``rows``, then upsert them, in one transaction."""
+        owner: dict[str, str] = {}
+        for row in rows:
+            held = owner.setdefault(row["target_key"], row["source_key"])
+            if held != row["source_key"]:
+                raise LinkConflictError(
+                    f"{integration}: B record {row['target_key']!r} cannot be linked to both "
+                    f"{held!r} and {row['source_key']!r} (a B record belongs to one A record)"
+                )
+        b_keys = list(owner)
+        try:
+            with self.engine.begin() as connection:
+                for chunk in _chunks(b_keys):
+                    taken = connection.execute(
+                        sa.select(record_links.c.target_key, record_links.c.source_key).where(
+                            record_links.c.integration == integration,
+                            record_links.c.target_key.in_(chunk),
+                        )
+                    )
+                    for b_key, a_key in taken:
+                        if owner[b_key] != a_key:
+                            raise LinkConflictError(
+                                f"{integration}: B record {b_key!r} is linked to A record "
+                                f"{a_key!r} already, so it cannot be linked to "
+                                f"{owner[b_key]!r} (a B record belongs to one A record)"
+                            )
+                connection.execute(statement, rows)
+        except sa.exc.IntegrityError as error:
+            if "target_key" not in str(error.orig):
+                raise
+            # Another writer linked one of these B keys between the check and the upsert.
+            raise LinkConflictError(
+                f"{integration}: a B record of this batch was linked to another A record "
+                f"meanwhile (a B record belongs to one A record): {error.orig}"
+            ) from error
 
     # audit log -----------------------------------------------------------------------------
 
@@ -694,6 +910,19 @@ class Ledger:
         )
         with self.engine.begin() as connection:
             connection.execute(statement)
+
+
+def _key_column(side: str) -> sa.Column[str]:
+    if side == "a":
+        return record_links.c.source_key
+    if side == "b":
+        return record_links.c.target_key
+    raise ValueError(f"a link's side is 'a' or 'b', not {side!r}")
+
+
+def _chunks(keys: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(keys), _IN_CHUNK):
+        yield keys[start : start + _IN_CHUNK]
 
 
 def _audit_row(

@@ -22,7 +22,14 @@ from alembic.script import ScriptDirectory
 
 from connectors.sql.engine import make_engine
 from syncline import migrations
-from syncline.state import Ledger, RecordLink, dead_letter_id, metadata
+from syncline.state import (
+    Ledger,
+    LinkConflictError,
+    PairLink,
+    RecordLink,
+    dead_letter_id,
+    metadata,
+)
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[1]
@@ -256,6 +263,10 @@ def test_a_ledger_from_before_migrations_is_upgraded_in_place(database_url: str)
     assert ledger.links("cmdb", ["s0", "s1", "s2"]) == {
         f"s{n}": RecordLink(f"s{n}", f"t{n}", f"h{n}") for n in range(3)
     }
+    # Each one-way link is a pair written from A to B, found by either key.
+    assert ledger.pair_links("cmdb", b_keys=["t0", "t1", "t2"]) == {
+        f"t{n}": PairLink(f"s{n}", f"t{n}", b_written_hash=f"h{n}") for n in range(3)
+    }
     entries = ledger.audit_entries("cmdb")
     assert [(e["action"], e["keys"], e["record_count"], e["detail"]) for e in entries] == [
         ("created", AUDIT_KEYS, 1_000, None),
@@ -343,6 +354,144 @@ def test_downgrade_to_the_baseline_and_up_again_keeps_the_rows(database_url: str
     assert [r.status for r in ledger.runs("cmdb")] == ["completed"] * 3
     assert len(ledger.audit_entries("cmdb")) == 3
     assert ledger.dead_letters("cmdb")[0].source_key == "bad-1"
+    ledger.dispose()
+
+
+AT_0002 = "0002_run_status_write_intents"
+LINKS_AT_0002 = [
+    {
+        "integration": name,
+        "source_key": f"{name}-s{n}",
+        "target_key": f"t{n}",
+        "written_hash": f"{name}-h{n}",
+        "flow_run_id": "r-0002",
+        "updated_at": T0,
+    }
+    for name in ("cmdb", "users")
+    for n in range(1_200)
+]
+
+
+def make_ledger_at_0002(url: str) -> None:
+    """A ledger at revision 0002 (one-way links, ``written_hash`` required), with links."""
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        command.upgrade(migrations.config(connection), AT_0002)
+        connection.commit()
+    with engine.begin() as connection:
+        # The links table at 0002 is the baseline's.
+        connection.execute(LEGACY.tables["syncline_record_links"].insert(), LINKS_AT_0002)
+    assert revisions(engine) == {AT_0002}
+    engine.dispose()
+
+
+def link_differences(engine: sa.Engine, target: sa.MetaData) -> list[Any]:
+    """Schema differences of the links table alone (the others are at other revisions)."""
+    return [
+        diff for diff in schema_differences(engine, target) if "syncline_record_links" in repr(diff)
+    ]
+
+
+def test_a_ledger_at_0002_is_upgraded_in_place_with_every_link(database_url: str) -> None:
+    make_ledger_at_0002(database_url)
+
+    ledger = Ledger(database_url)
+
+    assert revisions(ledger.engine) == {migrations.HEAD}
+    assert schema_differences(ledger.engine, metadata) == []
+    for name in ("cmdb", "users"):
+        source_keys = [f"{name}-s{n}" for n in range(1_200)]
+        assert ledger.links(name, source_keys) == {
+            f"{name}-s{n}": RecordLink(f"{name}-s{n}", f"t{n}", f"{name}-h{n}")
+            for n in range(1_200)
+        }
+        # The same target key in two integrations is two records: both links survive.
+        assert ledger.pair_links(name, b_keys=[f"t{n}" for n in range(1_200)]) == {
+            f"t{n}": PairLink(f"{name}-s{n}", f"t{n}", None, f"{name}-h{n}", None, None)
+            for n in range(1_200)
+        }
+    with ledger.engine.connect() as connection:
+        kept = connection.execute(
+            sa.select(
+                metadata.tables["syncline_record_links"].c.flow_run_id,
+                metadata.tables["syncline_record_links"].c.updated_at,
+            ).distinct()
+        ).all()
+    assert [(run, at.replace(tzinfo=UTC) if at.tzinfo is None else at) for run, at in kept] == [
+        ("r-0002", T0)
+    ]
+    # The new columns, in use on an upgraded row; the rule holds on it.
+    ledger.note_seen("cmdb", "a", {"cmdb-s0": "v1"})
+    ledger.note_written("cmdb", "a", {"cmdb-s0": "ha"}, flow_run_id="new")
+    assert ledger.pair_links("cmdb", a_keys=["cmdb-s0"])["cmdb-s0"] == PairLink(
+        "cmdb-s0", "t0", "ha", "cmdb-h0", "v1", None
+    )
+    with pytest.raises(LinkConflictError):
+        ledger.save_pair_links("cmdb", [PairLink("other", "t1")], flow_run_id="new")
+    ledger.dispose()
+
+
+def test_a_ledger_linking_a_target_twice_is_refused_and_left_as_it_was(
+    database_url: str,
+) -> None:
+    make_ledger_at_0002(database_url)
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(
+            LEGACY.tables["syncline_record_links"].insert(),
+            [{**LINKS_AT_0002[0], "source_key": "cmdb-stale"}],
+        )
+    with pytest.raises(RuntimeError, match=r"cmdb: 't0' \(2 links\)"):
+        Ledger(engine)
+    assert revisions(engine) == {AT_0002}
+    assert link_differences(engine, LEGACY) == []
+    assert row_counts(engine, ["syncline_record_links"]) == {
+        "syncline_record_links": len(LINKS_AT_0002) + 1
+    }
+    # Once the stale link is gone, it upgrades.
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("DELETE FROM syncline_record_links WHERE source_key = 'cmdb-stale'")
+        )
+    Ledger(engine)
+    assert revisions(engine) == {migrations.HEAD}
+    engine.dispose()
+
+
+def test_downgrade_to_0002_keeps_every_link(database_url: str) -> None:
+    make_ledger_at_0002(database_url)
+    ledger = Ledger(database_url)
+    ledger.save_pair_links(
+        "two-way",
+        [PairLink("a1", "b1", "ha", "hb", "1", "2"), PairLink("a2", "b2", a_written_hash="ha")],
+        flow_run_id="new",
+    )
+    with ledger.engine.connect() as connection:
+        command.downgrade(migrations.config(connection), AT_0002)
+        connection.commit()
+    assert revisions(ledger.engine) == {AT_0002}
+    assert link_differences(ledger.engine, LEGACY) == []
+    links = LEGACY.tables["syncline_record_links"]
+    with ledger.engine.connect() as connection:
+        two_way = connection.execute(
+            sa.select(links.c.source_key, links.c.target_key, links.c.written_hash)
+            .where(links.c.integration == "two-way")
+            .order_by(links.c.source_key)
+        ).all()
+    # What was written to B stays; a pair never written to B gets "", which no hash equals.
+    assert [tuple(row) for row in two_way] == [("a1", "b1", "hb"), ("a2", "b2", "")]
+    assert row_counts(ledger.engine, ["syncline_record_links"]) == {
+        "syncline_record_links": len(LINKS_AT_0002) + 2
+    }
+    ledger.dispose()
+
+    ledger = Ledger(database_url)
+    assert schema_differences(ledger.engine, metadata) == []
+    assert ledger.links("two-way", ["a1", "a2"]) == {
+        "a1": RecordLink("a1", "b1", "hb"),
+        "a2": RecordLink("a2", "b2", ""),
+    }
+    assert len(ledger.links("cmdb", [f"cmdb-s{n}" for n in range(1_200)])) == 1_200
     ledger.dispose()
 
 
