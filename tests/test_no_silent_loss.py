@@ -425,3 +425,45 @@ def test_a_churning_instance_ten_minutes_behind_ends_equal_to_the_report(tmp_pat
     after_changes()
     world.run()
     assert world.differences() == {"lost": [], "extra": [], "stale": []}
+
+
+class AddsRowDuringKeyScan(httpx.AsyncBaseTransport):
+    """Puts a row into the report while the key scan reads the source, as another writer
+    (or a record created once the scan had begun) would."""
+
+    def __init__(self, sandbox: ServiceNowSandbox, reporting_url: str, row_key: str) -> None:
+        self.inner = httpx.ASGITransport(app=sandbox.app)
+        self.reporting_url = reporting_url
+        self.row_key = row_key
+        self.added = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        fields = request.url.params.get("sysparm_fields", "")
+        query = request.url.params.get("sysparm_query", "")
+        key_scan = (
+            fields.startswith("sys_id") and "name" not in fields and "sys_updated_on>=" not in query
+        )
+        if key_scan and not self.added:
+            self.added = True
+            engine = make_engine(self.reporting_url)
+            with engine.begin() as connection:
+                connection.execute(
+                    sa.text("INSERT INTO cmdb_server (ci_id, name) VALUES (:key, 'late')"),
+                    {"key": self.row_key},
+                )
+            engine.dispose()
+        return await self.inner.handle_async_request(request)
+
+
+def test_a_key_created_after_the_scan_began_is_not_deleted_by_it(world: World) -> None:
+    world.run()
+    gone = sorted(world.reportable())[7]
+    world.sandbox.delete(CMDB, gone)
+    late = AddsRowDuringKeyScan(world.sandbox, world.reporting_url, "f" * 32)
+    world.transport = late
+    after_changes()
+    world.run(full_refresh=True)  # a full refresh scans for hard deletes
+    assert late.added, "the scan never ran"
+    reported = world.reported()
+    assert gone not in reported, "a CI deleted at the source stayed in the report"
+    assert "f" * 32 in reported, "a row that appeared after the scan began was deleted by it"
