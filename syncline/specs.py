@@ -12,10 +12,10 @@ from __future__ import annotations
 import difflib
 import re
 import zoneinfo
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple, Self
+from typing import Annotated, Any, Literal, NamedTuple, Self, TypeVar
 
 import yaml
 from pydantic import (
@@ -467,6 +467,9 @@ def _reads(path: str, known: set[str]) -> bool:
     return any(".".join(parts[:end]) in known for end in range(1, len(parts)))
 
 
+SpecModel = TypeVar("SpecModel", bound=BaseModel)
+
+
 class SpecError(ValueError):
     """One or more problems in one spec file, each with its line and field path."""
 
@@ -478,6 +481,21 @@ class SpecError(ValueError):
 
 def load_spec(path: Path, *, environ: dict[str, str] | None = None) -> IntegrationSpec:
     """Load and validate one spec file; raise ``SpecError`` naming every problem."""
+    return load_validated(path, IntegrationSpec, environ=environ)
+
+
+def load_validated(
+    path: Path,
+    model: type[SpecModel],
+    *,
+    environ: dict[str, str] | None = None,
+    describe: Callable[[YamlDocument, ErrorDetails], list[_Found]] | None = None,
+) -> SpecModel:
+    """Load one YAML file and validate it as ``model``; raise ``SpecError`` naming every
+    problem (YAML errors, duplicate keys, validation) at its line, in the order of the file.
+
+    ``describe`` turns a pydantic error into problems; the default knows IntegrationSpec's
+    fields (for "did you mean"), other spec kinds pass their own."""
     try:
         document = load_yaml(path, environ=environ)
     except MissingVariableError as error:
@@ -492,12 +510,12 @@ def load_spec(path: Path, *, environ: dict[str, str] | None = None) -> Integrati
         _Found(duplicate.location, f"duplicate key (first at line {duplicate.first_line})")
         for duplicate in document.duplicates
     ]
-    spec: IntegrationSpec | None = None
+    spec: SpecModel | None = None
     try:
-        spec = IntegrationSpec.model_validate(document.data)
+        spec = model.model_validate(document.data)
     except ValidationError as error:
         for detail in error.errors():
-            found.extend(_describe(document, detail))
+            found.extend((describe or _describe)(document, detail))
     if not found and spec is not None:
         return spec
     problems: list[tuple[int, str]] = []
@@ -702,16 +720,24 @@ def _field_names(model: type[BaseModel]) -> list[str]:
     return [field.alias or name for name, field in model.model_fields.items()]
 
 
-def _model_at(location: tuple[str | int, ...]) -> type[BaseModel] | None:
-    """The spec model that sits at ``location`` (for suggestions on unknown fields)."""
-    model: type[BaseModel] = IntegrationSpec
+def _model_at(
+    location: tuple[str | int, ...],
+    root: type[BaseModel] | None = None,
+    collections: Mapping[str, type[BaseModel]] | None = None,
+) -> type[BaseModel] | None:
+    """The spec model that sits at ``location`` (for suggestions on unknown fields).
+
+    ``collections`` names the root's fields that map names to models (an integration's
+    ``mapping`` holds a FieldMapping per target field)."""
+    model: type[BaseModel] = root or IntegrationSpec
+    keyed = collections if collections is not None else {"mapping": FieldMapping}
     index = 0
     while index < len(location):
         part = location[index]
-        if model is IntegrationSpec and part == "mapping":
+        if index == 0 and isinstance(part, str) and part in keyed:
             if index + 1 >= len(location):
                 return None
-            model, index = FieldMapping, index + 2
+            model, index = keyed[part], index + 2
             continue
         field = model.model_fields.get(str(part))
         if field is None:

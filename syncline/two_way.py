@@ -25,8 +25,7 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal, Self, get_args
 
-import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 from syncline.specs import (
@@ -34,18 +33,17 @@ from syncline.specs import (
     Problem,
     ScheduleSpec,
     SourceSpec,
-    SpecError,
     StrictModel,
     TargetSpec,
     _describe,
-    _describe_yaml_error,
     _dotted,
     _Found,
-    _nested_model,
+    _model_at,
     _problems,
     _user_location,
+    load_validated,
 )
-from syncline.yaml_lines import Location, MissingVariableError, YamlDocument, load_yaml
+from syncline.yaml_lines import Location, YamlDocument
 
 Direction = Literal["both", "a_to_b", "b_to_a"]
 Conflict = Literal["a_wins", "b_wins", "newest_wins", "manual"]
@@ -349,37 +347,7 @@ class TwoWaySpec(StrictModel):
 
 def load_two_way_spec(path: Path, *, environ: dict[str, str] | None = None) -> TwoWaySpec:
     """Load and validate one two-way spec file; raise ``SpecError`` naming every problem."""
-    try:
-        document = load_yaml(path, environ=environ)
-    except MissingVariableError as error:
-        raise SpecError(path, [f"{path}: {_dotted(error.location)}: {error}"]) from None
-    except yaml.MarkedYAMLError as error:
-        raise SpecError(path, [_describe_yaml_error(path, error)]) from None
-    except Exception as error:
-        raise SpecError(path, [f"{path}: not valid YAML: {error}"]) from None
-    if not isinstance(document.data, dict):
-        raise SpecError(path, [f"{path}:1: expected a mapping of spec fields at the top level"])
-    found: list[_Found] = [
-        _Found(duplicate.location, f"duplicate key (first at line {duplicate.first_line})")
-        for duplicate in document.duplicates
-    ]
-    spec: TwoWaySpec | None = None
-    try:
-        spec = TwoWaySpec.model_validate(document.data)
-    except ValidationError as error:
-        for detail in error.errors():
-            found.extend(_describe_two_way(document, detail))
-    if not found and spec is not None:
-        return spec
-    problems: list[tuple[int, str]] = []
-    for location, message, shown in found:
-        line = document.line_of(location)
-        where = f"{path}:{line}" if line else str(path)
-        text = f"{where}: {_dotted(location if shown is None else shown)}: {message}"
-        problem = (line or 0, text)
-        if problem not in problems:
-            problems.append(problem)
-    raise SpecError(path, [text for _, text in sorted(problems, key=lambda problem: problem[0])])
+    return load_validated(path, TwoWaySpec, environ=environ, describe=_describe_two_way)
 
 
 def _describe_two_way(document: YamlDocument, detail: ErrorDetails) -> list[_Found]:
@@ -390,32 +358,13 @@ def _describe_two_way(document: YamlDocument, detail: ErrorDetails) -> list[_Fou
     location = _user_location(document.data, detail["loc"])
     name = str(location[-1])
     message = f"unknown field {name!r}"
-    parent = _model_at(location[:-1])
+    parent = _model_at(location[:-1], TwoWaySpec, {"fields": TwoWayField})
     if parent is not None:
         names = [field.alias or key for key, field in parent.model_fields.items()]
         close = difflib.get_close_matches(name, names, n=1)
         message += f" (did you mean {close[0]!r}?)" if close else ""
         message += f"; expected one of: {', '.join(sorted(names))}"
     return [_Found(location, message, location[:-1])]
-
-
-def _model_at(location: Location) -> type[BaseModel] | None:
-    """The two-way model that sits at ``location`` (``fields.<name>`` is a ``TwoWayField``)."""
-    model: type[BaseModel] = TwoWaySpec
-    index = 0
-    while index < len(location):
-        part = location[index]
-        if model is TwoWaySpec and part == "fields":
-            if index + 1 >= len(location):
-                return None
-            model, index = TwoWayField, index + 2
-            continue
-        field = model.model_fields.get(str(part))
-        nested = _nested_model(field.annotation) if field is not None else None
-        if nested is None:
-            return None
-        model, index = nested, index + 1
-    return model
 
 
 __all__ = [
