@@ -100,9 +100,11 @@ def window_start(cursor: CursorValue | None, spec: CursorSpec | None) -> CursorV
 def _read_until(started: datetime) -> datetime:
     """The last whole second before the run began: the read window's fixed upper end.
 
-    Changes made while we read belong to the next run. Ending the window a full second before
-    the start means a record updated mid-read always *leaves* the window (its new timestamp is
-    later), which paged sources detect; it can never move within it and shift pages unseen.
+    Changes made while we read belong to the next run; the whole second keeps a change made
+    in the run's first second out of this run's window. That is all it does for correctness:
+    with the source's clock behind ours, a record updated mid-read can stay inside the window
+    and move later in the order, which only keyset paging (``connectors.base.keyset``) reads
+    without skipping; the next run's overlap rereads what changed near the cursor.
     """
     return started.replace(microsecond=0) - timedelta(seconds=1)
 
