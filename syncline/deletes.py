@@ -75,10 +75,17 @@ class Deletions:
     async def before_writes(self) -> None:
         if not self.enabled:
             return
-        async for keys in self.target.read_keys(self.spec.target.key):
-            self.held.update(keys)
-            if not self.scan_due:
-                break  # only whether the target holds anything matters then
+        batches = self.target.read_keys(self.spec.target.key)
+        try:
+            async for keys in batches:
+                self.held.update(keys)
+                if not self.scan_due:
+                    break  # only whether the target holds anything matters then
+        finally:
+            # Leaving early must release the reader's connection now, not when it is collected.
+            close = getattr(batches, "aclose", None)
+            if close is not None:
+                await close()
         if not self.held:
             # Every row the target will hold after this run is one it delivered in scope: there
             # is nothing to delete (a first load skips the second read and the scan).
