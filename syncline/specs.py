@@ -548,21 +548,35 @@ def _describe_yaml_error(path: Path, error: yaml.MarkedYAMLError) -> str:
 
 
 def load_specs(directory: Path) -> dict[str, IntegrationSpec]:
-    """Every spec in ``directory`` by name; all files are checked before anything is raised."""
+    """Every spec in ``directory`` by name; all files are checked before anything is raised.
+
+    A two-way spec (``two_way: true``) appears as its two one-way views."""
     specs: dict[str, IntegrationSpec] = {}
     problems: list[str] = []
     for path in spec_files(directory):
         try:
-            spec = load_spec(path)
+            loaded = _two_way_views(path) if _is_two_way(path) else [load_spec(path)]
         except SpecError as error:
             problems.extend(error.problems)
             continue
-        if spec.name in specs:
-            problems.append(f"{path}: name {spec.name!r} is used by another spec too")
-        specs[spec.name] = spec
+        for spec in loaded:
+            if spec.name in specs:
+                problems.append(f"{path}: name {spec.name!r} is used by another spec too")
+            specs[spec.name] = spec
     if problems:
         raise SpecError(directory, problems)
     return specs
+
+
+def _is_two_way(path: Path) -> bool:
+    return bool(re.search(r"(?m)^two_way:\s*true\s*(#.*)?$", path.read_text(encoding="utf-8")))
+
+
+def _two_way_views(path: Path) -> list[IntegrationSpec]:
+    """A two-way spec stands for its two one-way views (A→B, B→A), checked as such."""
+    from syncline.two_way import load_two_way_spec  # the two-way module builds on this one
+
+    return list(load_two_way_spec(path).views())
 
 
 def spec_files(directory: Path) -> list[Path]:

@@ -187,3 +187,24 @@ def test_synced_field_may_not_write_a_correlation_field(tmp_path: Path) -> None:
     problem = only_problem(path)
     assert problem.startswith(f"{path}:{line_of(path, 'priority:')}: fields.priority.b: ")
     assert "is correlation.b" in problem
+
+
+def test_validate_checks_a_two_way_spec_beside_one_way_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncline.specs import load_specs
+    from tests.conftest import SPECS_DIR
+
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "cmdb_nightly.yaml").write_text((SPECS_DIR / "cmdb_nightly.yaml").read_text())
+    write(tmp_path)
+    assert sorted(load_specs(tmp_path)) == [
+        "cmdb-nightly",
+        "incidents-both-ways-a-to-b",
+        "incidents-both-ways-b-to-a",
+    ]
+    write(tmp_path, "direction: both, conflict: newest_wins", "direction: both")
+    with pytest.raises(SpecError) as caught:
+        load_specs(tmp_path)
+    assert len(caught.value.problems) == 1 and "conflict" in caught.value.problems[0]
