@@ -20,6 +20,7 @@ export SYNCLINE_SERVICENOW_PASSWORD ?= sandbox
 .PHONY: venv demo test lint format up down bench clean
 
 venv: $(VENV)/.installed
+	@mkdir -p $(PREFECT_HOME)  # also after `make clean`, which keeps the virtualenv
 
 $(VENV)/.installed: pyproject.toml
 	mkdir -p $(PREFECT_HOME)

@@ -42,7 +42,7 @@ from connectors.base.errors import (
 from connectors.base.pagination import PageRequest, PageTrail, Paginator
 from connectors.base.ratelimit import RequestRateLimiter
 from connectors.base.retry import RetryPolicy
-from connectors.base.stats import CallStats as CallStats  # re-exported for existing importers
+from connectors.base.stats import CallStats
 
 T = TypeVar("T")
 # Transport failures that happen before a request's first byte leaves: no connection was

@@ -15,9 +15,8 @@ from connectors.base.records import ReadWindow
 from connectors.servicenow import ServiceNowClient, ServiceNowSettings, ServiceNowTableSource
 from sandboxes.servicenow import ServiceNowSandbox
 from tests.conftest import SANDBOX_URL
-from tests.support.openapi_contract import SPECS_DIR, OpenAPIContract
+from tests.support.openapi_contract import SERVICENOW_TABLE_API, OpenAPIContract
 
-TABLE_API = SPECS_DIR / "servicenow" / "servicenow-table-api-latest.instance-export.oas3.json"
 SANDBOX_HOST = httpx.URL(SANDBOX_URL).host
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -29,7 +28,7 @@ def load_contract() -> OpenAPIContract:
     # The instance export omits sysparm_offset, which the Table API documents and puts in
     # every Link header it sends; anything else undeclared is a contract error.
     return OpenAPIContract.load(
-        TABLE_API,
+        SERVICENOW_TABLE_API,
         server_url=SANDBOX_URL,
         reject_undeclared_query=True,
         tolerated_query_parameters={"sysparm_offset"},

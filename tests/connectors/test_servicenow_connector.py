@@ -1,5 +1,5 @@
 """The ServiceNow connector against the sandbox, every request checked against the vendor's
-Table API description (../shared/specs/servicenow)."""
+Table API description (the copy in tests/contracts/servicenow, see its PROVENANCE.json)."""
 
 from __future__ import annotations
 
@@ -22,22 +22,13 @@ from connectors.servicenow import (
 )
 from sandboxes.servicenow import ServiceNowSandbox
 from tests.conftest import SANDBOX_URL
-from tests.connectors.servicenow_support import make_client, read_all
-from tests.support.openapi_contract import SPECS_DIR, OpenAPIContract
-
-TABLE_API = SPECS_DIR / "servicenow" / "servicenow-table-api-latest.instance-export.oas3.json"
+from tests.connectors.servicenow_support import load_contract, make_client, read_all
+from tests.support.openapi_contract import OpenAPIContract
 
 
 @pytest.fixture(scope="module")
 def contract() -> OpenAPIContract:
-    # The instance export omits sysparm_offset, which the Table API documents and puts in
-    # every Link header it sends; anything else undeclared is a contract error.
-    return OpenAPIContract.load(
-        TABLE_API,
-        server_url=SANDBOX_URL,
-        reject_undeclared_query=True,
-        tolerated_query_parameters={"sysparm_offset"},
-    )
+    return load_contract()
 
 
 class CheckedTransport(httpx.AsyncBaseTransport):

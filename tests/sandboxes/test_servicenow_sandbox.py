@@ -13,12 +13,15 @@ import pytest
 
 from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
 from sandboxes.servicenow.admin import build_app
-from tests.support.openapi_contract import SPECS_DIR, ContractViolationError, OpenAPIContract
+from tests.support.openapi_contract import (
+    SERVICENOW_TABLE_API,
+    ContractViolationError,
+    OpenAPIContract,
+)
 
 INSTANCE = "https://sandbox.service-now.com"
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 SMALL = ServiceNowSandboxConfig(cmdb_ci_server=2_500, incident=200, sys_user=150, seed=11)
-TABLE_SPEC = SPECS_DIR / "servicenow" / "servicenow-table-api-latest.instance-export.oas3.json"
 SYS_ID = re.compile(r"[0-9a-f]{32}")
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 
@@ -882,10 +885,8 @@ async def test_admin_routes(instance: ServiceNowSandbox) -> None:
 
 @pytest.fixture(scope="module")
 def table_contract() -> OpenAPIContract:
-    if not TABLE_SPEC.exists():
-        pytest.skip(f"vendor description not found at {TABLE_SPEC} (set SYNCLINE_SPECS_DIR)")
     return OpenAPIContract.load(
-        TABLE_SPEC,
+        SERVICENOW_TABLE_API,
         validate_spec=True,
         server_url=INSTANCE,
         path_rewrites={r"^/api/now/v[12]/": "/api/now/"},
@@ -980,7 +981,7 @@ def test_undeclared_query_parameters_are_caught_only_when_asked(
     assert table_contract.problems(ill_typed) == []
 
     strict = OpenAPIContract.load(
-        TABLE_SPEC,
+        SERVICENOW_TABLE_API,
         server_url=INSTANCE,
         reject_undeclared_query=True,
         # Documented by ServiceNow but missing from this export's GET list.
@@ -999,10 +1000,12 @@ def test_undeclared_query_parameters_are_caught_only_when_asked(
 
 
 def test_contract_handles_the_exports_own_server_url() -> None:
-    if not TABLE_SPEC.exists():
-        pytest.skip(f"vendor description not found at {TABLE_SPEC}")
-    as_exported = OpenAPIContract.load(TABLE_SPEC)  # "https://example.service-now.com:443"
+    as_exported = OpenAPIContract.load(
+        SERVICENOW_TABLE_API
+    )  # "https://example.service-now.com:443"
     request = signed(httpx.Request("GET", "https://example.service-now.com/api/now/table/x"))
     assert as_exported.problems(request) == []
-    templated = OpenAPIContract.load(TABLE_SPEC, server_url="https://{instance}.service-now.com")
+    templated = OpenAPIContract.load(
+        SERVICENOW_TABLE_API, server_url="https://{instance}.service-now.com"
+    )
     assert templated.problems(signed(httpx.Request("GET", f"{INSTANCE}/api/now/table/x"))) == []

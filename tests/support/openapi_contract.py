@@ -49,6 +49,9 @@ def specs_dir() -> Path:
 
 
 SPECS_DIR = specs_dir()
+SERVICENOW_TABLE_API = (
+    SPECS_DIR / "servicenow" / "servicenow-table-api-latest.instance-export.oas3.json"
+)
 
 
 class ContractViolationError(AssertionError):
