@@ -51,6 +51,8 @@ record_links = sa.Table(
     # side has no cursor; what tells a change there since from one already handled.
     sa.Column("a_seen_version", sa.Text),
     sa.Column("b_seen_version", sa.Text),
+    # Two-way only: the field values both sides last agreed on (see syncline.two_way_sync).
+    sa.Column("synced_values", sa.JSON(none_as_null=True)),
     sa.Column("flow_run_id", sa.String(64)),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     # The lookup by B's key, and the rule that a B record belongs to one A record.
@@ -171,6 +173,8 @@ class PairLink:
     b_written_hash: str | None = None
     a_seen_version: str | None = None
     b_seen_version: str | None = None
+    # Two-way: the values of the synced fields both sides last agreed on, by field name.
+    synced_values: dict[str, str | None] | None = None
 
 
 class LinkConflictError(ValueError):
@@ -360,6 +364,7 @@ class Ledger:
                         record_links.c.b_written_hash,
                         record_links.c.a_seen_version,
                         record_links.c.b_seen_version,
+                        record_links.c.synced_values,
                     ).where(record_links.c.integration == integration, column.in_(chunk))
                 )
                 for row in rows:
@@ -370,6 +375,7 @@ class Ledger:
                         b_written_hash=row.b_written_hash,
                         a_seen_version=row.a_seen_version,
                         b_seen_version=row.b_seen_version,
+                        synced_values=row.synced_values,
                     )
                     found[pair.a_key if side == "a" else pair.b_key] = pair
         return found
@@ -391,6 +397,7 @@ class Ledger:
             "b_written_hash",
             "a_seen_version",
             "b_seen_version",
+            "synced_values",
             "flow_run_id",
             "updated_at",
         )
@@ -409,6 +416,7 @@ class Ledger:
                 "b_written_hash": link.b_written_hash,
                 "a_seen_version": link.a_seen_version,
                 "b_seen_version": link.b_seen_version,
+                "synced_values": link.synced_values,
                 "flow_run_id": flow_run_id,
                 "updated_at": now,
             }

@@ -33,7 +33,7 @@ log = logging.getLogger("syncline.ledger")
 
 VERSION_TABLE = "syncline_alembic_version"
 BASELINE = "0001_baseline"
-HEAD = "0003_two_way_links"
+HEAD = "0004_pair_synced_values"
 
 # What a ledger created before migrations existed holds (``metadata.create_all``).
 BASELINE_TABLES = frozenset(
