@@ -953,3 +953,6 @@ def _audit_row(
         "keys": list(keys),
         "detail": detail,
     }
+
+# The gateway outbox's tables are part of the ledger; they are declared with their code.
+from syncline import outbox as _outbox  # noqa: E402, F401

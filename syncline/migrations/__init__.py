@@ -33,7 +33,7 @@ log = logging.getLogger("syncline.ledger")
 
 VERSION_TABLE = "syncline_alembic_version"
 BASELINE = "0001_baseline"
-HEAD = "0004_pair_synced_values"
+HEAD = "0005_gateway_outbox"
 
 # What a ledger created before migrations existed holds (``metadata.create_all``).
 BASELINE_TABLES = frozenset(
