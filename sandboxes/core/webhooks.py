@@ -9,6 +9,11 @@ when the receiver cannot take it (connection errors, timeouts, 408, 429 and 5xx)
 retry; any other 4xx is final. ``redeliver`` sends a delivery again with the same id and the
 same bytes, as a vendor's "redeliver" button does, so a receiver can be tested for
 idempotency. ``verify`` is the receiver's side of the scheme, for tests.
+
+Vendors differ in the details, which the sender takes as settings: the statuses retried
+(``retried_statuses``: Jira also retries 409 and 425), a header counting earlier attempts
+(``retry_count_header``, e.g. ``X-Atlassian-Webhook-Retry``, absent on the first attempt) and
+unsigned deliveries (``secret=None``, as a Jira admin webhook registered without a secret).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import hashlib
 import hmac
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +31,8 @@ import orjson
 
 # Statuses a vendor treats as "try again later"; any other 4xx means the receiver refused.
 _RETRIED_STATUSES = frozenset({408, 429})
+# Jira Cloud's retry policy: 408, 409, 425, 429 and any 5xx.
+JIRA_RETRIED_STATUSES = frozenset({408, 409, 425, 429})
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,17 +92,20 @@ class WebhookSender:
 
     ``backoff_seconds`` is the wait before each retry (the last value repeats);
     ``max_attempts`` bounds the attempts of one ``send`` or ``redeliver``. ``sleep`` and
-    ``client`` can be replaced in tests.
+    ``client`` can be replaced in tests. ``retried_statuses`` are the 4xx retried besides
+    5xx; ``retry_count_header`` carries how many attempts of the delivery came before.
     """
 
     def __init__(
         self,
         url: str,
-        secret: str | bytes,
+        secret: str | bytes | None,
         scheme: SigningScheme,
         *,
         delivery_id_header: str = "X-Delivery-Id",
         extra_headers: Mapping[str, str] | None = None,
+        retried_statuses: Collection[int] = _RETRIED_STATUSES,
+        retry_count_header: str | None = None,
         max_attempts: int = 5,
         backoff_seconds: Sequence[float] = (1.0, 2.0, 4.0, 8.0, 16.0),
         timeout: float = 10.0,
@@ -109,6 +119,8 @@ class WebhookSender:
         self.delivery_id_header = delivery_id_header
         self._secret = secret
         self._extra_headers = dict(extra_headers or {})
+        self._retried_statuses = frozenset(retried_statuses)
+        self._retry_count_header = retry_count_header
         self._max_attempts = max_attempts
         self._backoff = tuple(backoff_seconds) or (0.0,)
         self._client = client or httpx.Client(timeout=timeout)
@@ -124,8 +136,9 @@ class WebhookSender:
             **self._extra_headers,
             "Content-Type": "application/json",
             self.delivery_id_header: delivery_id,
-            self.scheme.header: self.scheme.signature(self._secret, body),
         }
+        if self._secret is not None:
+            headers[self.scheme.header] = self.scheme.signature(self._secret, body)
         delivery = Delivery(delivery_id, body, headers)
         self.deliveries[delivery_id] = delivery
         self._attempt(delivery)
@@ -153,17 +166,14 @@ class WebhookSender:
         for attempt in range(self._max_attempts):
             if attempt:
                 self._sleep(self._backoff[min(attempt - 1, len(self._backoff) - 1)])
+            headers = delivery.headers
+            if self._retry_count_header is not None and delivery.attempts:
+                headers = headers | {self._retry_count_header: str(len(delivery.attempts))}
             try:
-                response = self._client.post(
-                    self.url, content=delivery.body, headers=delivery.headers
-                )
+                response = self._client.post(self.url, content=delivery.body, headers=headers)
             except httpx.TransportError as error:
                 delivery.attempts.append(Attempt(None, f"{type(error).__name__}: {error}"))
                 continue
             delivery.attempts.append(Attempt(response.status_code))
-            if not _worth_retrying(response.status_code):
+            if not (response.status_code >= 500 or response.status_code in self._retried_statuses):
                 return
-
-
-def _worth_retrying(status: int) -> bool:
-    return status >= 500 or status in _RETRIED_STATUSES

@@ -22,23 +22,21 @@ clients:
 * ``GET /sandbox/servicenow/correlations/{table}``: API creates per correlation value,
   ``{"field", "creates", "duplicated"}`` (``duplicated``: the values created more than once).
 
-The loopback guard, body validation and ``/healthz`` come from ``sandboxes.core.server``.
+The faults, clock, rate-limit and stats routes are the core's standard admin routes
+(``sandboxes.core.vendor``); the loopback guard, body validation and ``/healthz`` come from
+``sandboxes.core.server``.
 """
 
 from __future__ import annotations
-
-from datetime import datetime
 
 import pydantic
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount
 
-from sandboxes.core.faults import FaultConfig
-from sandboxes.core.server import AdminRoutes, health_route, parsed
-from sandboxes.core.write_faults import quiet_dropped_connections
+from sandboxes.core.server import parsed
+from sandboxes.core.vendor import AdminRoute
 from sandboxes.servicenow.api import TableApiError
 from sandboxes.servicenow.churn import ChurnConfig
 from sandboxes.servicenow.sandbox import ServiceNowSandbox
@@ -61,22 +59,8 @@ class RecordChange(pydantic.BaseModel):
     fields: dict[str, str]
 
 
-class ClockRequest(pydantic.BaseModel):
-    """Let the clock run ``offset_seconds`` ahead of real time (negative: behind), set it to
-    ``now`` (frozen) and/or move it forward by ``advance_seconds``, in that order."""
-
-    offset_seconds: float | None = None
-    now: datetime | None = None
-    advance_seconds: float | None = None
-
-
-class RateLimitRequest(pydantic.BaseModel):
-    per_second: float | None = pydantic.Field(default=None, gt=0)
-
-
 def build_app(sandbox: ServiceNowSandbox) -> Starlette:
     """The ServiceNow Table API of ``sandbox`` plus the admin routes and ``/healthz``."""
-    quiet_dropped_connections()
 
     async def touch(request: Request) -> Response:
         body: TouchRequest = await parsed(request, TouchRequest)
@@ -124,20 +108,6 @@ def build_app(sandbox: ServiceNowSandbox) -> Starlette:
             return JSONResponse(report.model_dump(mode="json"))
         return JSONResponse(sandbox.churn_report().model_dump(mode="json"))
 
-    async def stats(request: Request) -> Response:
-        return JSONResponse(sandbox.stats.model_dump(mode="json"))
-
-    async def faults(request: Request) -> Response:
-        if request.method == "PUT":
-            sandbox.faults = await parsed(request, FaultConfig)
-        return JSONResponse(sandbox.faults.model_dump(mode="json"))
-
-    async def rate_limit(request: Request) -> Response:
-        if request.method == "PUT":
-            body: RateLimitRequest = await parsed(request, RateLimitRequest)
-            sandbox.rate_limit_per_second = body.per_second
-        return JSONResponse({"per_second": sandbox.rate_limit_per_second})
-
     async def correlations(request: Request) -> Response:
         creates = sandbox.creates_by_correlation(request.path_params["table"])
         return JSONResponse(
@@ -148,31 +118,13 @@ def build_app(sandbox: ServiceNowSandbox) -> Starlette:
             }
         )
 
-    async def clock(request: Request) -> Response:
-        if request.method == "POST":
-            body: ClockRequest = await parsed(request, ClockRequest)
-            if body.offset_seconds is not None:
-                sandbox.set_clock_offset(body.offset_seconds)
-            if body.now is not None:
-                sandbox.set_now(body.now)
-            if body.advance_seconds is not None:
-                sandbox.advance(body.advance_seconds)
-        return JSONResponse(
-            {
-                "now": sandbox.now().isoformat(),
-                "offset_seconds": sandbox.clock_offset_seconds,
-                "frozen": sandbox.clock_frozen,
-            }
-        )
-
-    admin = AdminRoutes(ADMIN_PREFIX)
-    admin.add("/touch", touch, ["POST"])
-    admin.add("/records", create_record, ["POST"])
-    admin.add("/records/{table}/{sys_id}", change_record, ["PATCH", "DELETE"])
-    admin.add("/churn", churn, ["GET", "PUT", "DELETE"])
-    admin.add("/stats", stats, ["GET"])
-    admin.add("/faults", faults, ["GET", "PUT"])
-    admin.add("/clock", clock, ["GET", "POST"])
-    admin.add("/rate-limit", rate_limit, ["GET", "PUT"])
-    admin.add("/correlations/{table}", correlations, ["GET"])
-    return Starlette(routes=[health_route(), *admin.routes, Mount("", app=sandbox.app)])
+    return sandbox.declaration.app(
+        sandbox.app,
+        extra_admin=[
+            AdminRoute("/touch", touch, ["POST"]),
+            AdminRoute("/records", create_record, ["POST"]),
+            AdminRoute("/records/{table}/{sys_id}", change_record, ["PATCH", "DELETE"]),
+            AdminRoute("/churn", churn, ["GET", "PUT", "DELETE"]),
+            AdminRoute("/correlations/{table}", correlations, ["GET"]),
+        ],
+    )

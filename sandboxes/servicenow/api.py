@@ -3,7 +3,6 @@ stored (every value a string, date-times canonical) and how a write body is read
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -12,6 +11,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from sandboxes.core.policy import ApiError, whole_seconds
 from sandboxes.servicenow.encoded_query import EncodedQueryError, FieldKind, normalise_timestamp
 from sandboxes.servicenow.schema import FieldDefinition
 
@@ -29,7 +29,7 @@ ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # --- errors and responses -----------------------------------------------------------------
 
 
-class TableApiError(Exception):
+class TableApiError(ApiError):
     """An error answered with ServiceNow's error body."""
 
     def __init__(
@@ -108,15 +108,37 @@ def canonical(definition: FieldDefinition, text: str) -> str:
 
 def retry_after_header(seconds: float) -> str:
     """Integer seconds, rounded up; under half a second becomes "0"."""
-    if seconds < 0.5:
-        return "0"
-    return str(math.ceil(seconds))
+    return whole_seconds(seconds)
 
 
 def write_failed(headers: Mapping[str, str] | None = None) -> TableApiError:
     return TableApiError(
         500, "Internal Server Error", "The instance failed to process the request", headers
     )
+
+
+class ServiceNowErrors:
+    """The instance's error bodies for what the shared pipeline answers itself."""
+
+    def rate_limited(self, detail: str, headers: Mapping[str, str]) -> TableApiError:
+        return TableApiError(429, "Too Many Requests", detail, headers)
+
+    def unavailable(self, status: int, headers: Mapping[str, str]) -> TableApiError:
+        if status == 503:
+            return TableApiError(
+                503, "Service Unavailable", "The instance is temporarily unavailable", headers
+            )
+        return TableApiError(
+            status, "Internal Server Error", "The instance failed to process the request", headers
+        )
+
+    def write_failed(self, headers: Mapping[str, str]) -> TableApiError:
+        return write_failed(headers)
+
+    def internal_error(self) -> TableApiError:
+        return TableApiError(
+            500, "Internal Server Error", "The sandbox failed to process the request"
+        )
 
 
 def check_accept(request: Request) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pydantic
 
+from sandboxes.core.policy import RequestStats
+
 
 class ServiceNowSandboxConfig(pydantic.BaseModel):
     """How the sandbox instance is seeded and how it authenticates and limits callers."""
@@ -27,17 +29,9 @@ class ServiceNowSandboxConfig(pydantic.BaseModel):
     clock_offset_seconds: float = 0.0
 
 
-class SandboxStats(pydantic.BaseModel):
-    """Counts of API requests the sandbox has answered."""
+class SandboxStats(RequestStats):
+    """Counts of API requests the sandbox has answered (``RequestStats``), and of creates."""
 
-    requests_total: int = 0
-    responses_by_status: dict[int, int] = pydantic.Field(default_factory=dict)
-    rate_limited: int = 0
-    # Of ``rate_limited``, those refused by the per-second limit.
-    rate_limited_per_second: int = 0
-    # API writes (POST/PUT/PATCH/DELETE) past the rate limits and request faults.
-    writes: int = 0
-    write_faults: dict[str, int] = pydantic.Field(default_factory=dict)
     # API creates carrying a correlation value, and those whose value had been created
     # before in the same table (a client's double).
     correlated_creates: int = 0

@@ -12,7 +12,9 @@ foreign ``Link`` URLs; writes failing before or after the commit, ``write_faults
 tables and fields it defines are in ``schema``; keyset page reads are served as ``keyset``
 describes. The layers: ``store`` (tables, records, saved state), ``query`` (encoded queries),
 ``records`` (the instance's own writes, ``incident_rules``), ``table_api`` (the routes), and
-this module: authentication, rate-limit policy and injected faults around them.
+this module: the declaration on the shared core (``sandboxes.core.vendor``) with the
+instance's authentication, its hourly rate-limit rule and its error bodies; the core's
+pipeline runs the per-second limit and the injected faults around the Table API.
 
 The simulator deliberately shares no code with the ServiceNow connector: a simulator built on
 the client's code would share its mistakes.
@@ -60,42 +62,24 @@ Choices made where a real instance varies or the documentation is silent:
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import logging
 import random
 import secrets
 from datetime import datetime
 from typing import Any
 
-from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from sandboxes.core.faults import (
-    FaultConfig,
-    FaultCounters,
-    GarbageKind,
-    falls_on,
-    garbled,
-    login_page,
-)
-from sandboxes.core.rate_limit import PerSecondLimiter
-from sandboxes.core.write_faults import (
-    WRITE_METHODS,
-    DroppedReply,
-    WriteFaultKind,
-    WriteFaultPicker,
-)
+from sandboxes.core.faults import FaultConfig
+from sandboxes.core.pipeline import ApiCall, VendorState
+from sandboxes.core.vendor import ApiRoute, VendorDeclaration
 from sandboxes.servicenow import seed as seed_data
-from sandboxes.servicenow.api import ALL_METHODS, TableApiError, retry_after_header, write_failed
+from sandboxes.servicenow.api import ALL_METHODS, ServiceNowErrors, TableApiError
 from sandboxes.servicenow.churn import Churn, ChurnConfig, ChurnReport
 from sandboxes.servicenow.config import SandboxStats, ServiceNowSandboxConfig
 from sandboxes.servicenow.table_api import TableApi
-
-_logger = logging.getLogger(__name__)
 
 
 class ServiceNowSandbox(TableApi):
@@ -106,22 +90,28 @@ class ServiceNowSandbox(TableApi):
         self, config: ServiceNowSandboxConfig | None = None, *, now: datetime | None = None
     ) -> None:
         super().__init__(config or ServiceNowSandboxConfig(), now)
-        self._faults = FaultConfig()
-        self._fault_counts = FaultCounters()
-        self._write_faults = WriteFaultPicker(self._faults.seed)
-        self._per_second: PerSecondLimiter | None = None
-        self.rate_limit_per_second = self.config.rate_limit_per_second
+        self.core = VendorState(
+            self._clock,
+            SandboxStats(),
+            lock=self._lock,
+            rate_limit_per_second=self.config.rate_limit_per_second,
+        )
         self._creates_by_correlation = {}
-        self.stats = SandboxStats()
         self._rate_limit_rule_id = seed_data.new_sys_id(
             random.Random(f"rate-limit-rule:{self.config.seed}")
         )
         self._churn: Churn | None = None
         self._hour_window_start = 0
         self._hour_window_count = 0
-        self.app = Starlette(
-            routes=[Route("/api/now/{path:path}", self._handle, methods=ALL_METHODS)]
+        self.declaration = VendorDeclaration(
+            name="servicenow",
+            routes=[ApiRoute("/api/now/{path:path}", self._api, ALL_METHODS)],
+            authenticate=self._authenticate,
+            errors=ServiceNowErrors(),
+            state=self.core,
+            quota=self._count_against_hourly_limit,
         )
+        self.app = self.declaration.api_app()
 
     # --- faults ---------------------------------------------------------------------------
 
@@ -129,25 +119,21 @@ class ServiceNowSandbox(TableApi):
     def faults(self) -> FaultConfig:
         """The injected faults; change fields in place, or replace the whole configuration
         to also restart the "every Nth request" counts."""
-        return self._faults
+        return self.core.faults
 
     @faults.setter
     def faults(self, config: FaultConfig) -> None:
-        with self._lock:
-            self._faults = config
-            self._fault_counts = FaultCounters()
-            self._write_faults = WriteFaultPicker(config.seed)
+        self.core.faults = config
 
     @property
     def rate_limit_per_second(self) -> float | None:
         """Requests per second the API admits (None: no limit); setting it starts a full
         bucket."""
-        limiter = self._per_second
-        return limiter.rate if limiter is not None else None
+        return self.core.rate_limit_per_second
 
     @rate_limit_per_second.setter
     def rate_limit_per_second(self, rate: float | None) -> None:
-        self._per_second = PerSecondLimiter(rate) if rate is not None else None
+        self.core.rate_limit_per_second = rate
 
     def creates_by_correlation(self, table: str) -> dict[str, int]:
         """How many records API creates made in ``table`` per value of the correlation
@@ -191,96 +177,8 @@ class ServiceNowSandbox(TableApi):
         churn = self._churn
         return churn.report() if churn is not None else ChurnReport()
 
-    async def _handle(self, request: Request) -> Response:
-        with self._lock:
-            self.stats.requests_total += 1
-        try:
-            response = await self._answer(request)
-        except TableApiError as error:
-            response = error.response()
-        except ClientDisconnect:
-            # The client went away before its body arrived: nothing was done and nobody is
-            # left to answer. Counted under 499, the status proxies log for this.
-            response = Response(status_code=499)
-        except Exception:
-            # Answer like an instance would rather than dropping the connection; the
-            # traceback is logged so a sandbox defect does not pass for an injected fault.
-            _logger.exception("sandbox failed to answer %s %s", request.method, request.url)
-            response = TableApiError(
-                500, "Internal Server Error", "The sandbox failed to process the request"
-            ).response()
-        status = response.status_code
-        with self._lock:
-            by_status = self.stats.responses_by_status
-            by_status[status] = by_status.get(status, 0) + 1
-            if status == 429:
-                self.stats.rate_limited += 1
-        return response
-
-    async def _answer(self, request: Request) -> Response:
-        if self._faults.latency_ms > 0:
-            await asyncio.sleep(self._faults.latency_ms / 1000)
-        user = self._authenticate(request)
-        with self._lock:
-            limit_headers = self._count_against_hourly_limit()
-        limit_headers |= self._count_against_per_second_limit()
-        garbage: GarbageKind | None = None
-        write_fault: WriteFaultKind | None = None
-        try:
-            with self._lock:
-                garbage = self._inject_faults()
-            if garbage == "html":
-                # Answered in front of the instance: the request never reached it.
-                return login_page()
-            body = await request.body() if request.method in ("POST", "PUT", "PATCH") else b""
-            with self._lock:
-                if garbage is None and request.method in WRITE_METHODS:
-                    write_fault = self._draw_write_fault()
-                if write_fault == "error_before_commit":
-                    self._count_write_fault(write_fault)
-                    raise write_failed()
-                response = self._route(request, body, user)
-                if write_fault is not None:
-                    self._count_write_fault(write_fault)
-        except TableApiError as error:
-            error.headers = limit_headers | error.headers
-            if garbage is None:
-                raise
-            response = error.response()
-        for name, value in limit_headers.items():
-            response.headers[name] = value
-        if write_fault == "error_after_commit":
-            raise write_failed(limit_headers)
-        if write_fault == "drop_after_commit":
-            return DroppedReply(response)
-        return response if garbage is None else garbled(response, garbage)
-
-    def _count_against_per_second_limit(self) -> dict[str, str]:
-        limiter = self._per_second
-        if limiter is None:
-            return {}
-        admission = limiter.admit()
-        if admission.allowed:
-            return admission.headers
-        with self._lock:
-            self.stats.rate_limited_per_second += 1
-        raise TableApiError(
-            429,
-            "Too Many Requests",
-            f"Rate limit exceeded: {limiter.rate:g} requests per second",
-            admission.headers,
-        )
-
-    def _draw_write_fault(self) -> WriteFaultKind | None:
-        faults = self._faults
-        self.stats.writes += 1
-        return self._write_faults.draw(
-            faults.write_fault_rate, faults.write_fault_every, faults.write_fault_kinds
-        )
-
-    def _count_write_fault(self, kind: WriteFaultKind) -> None:
-        counts = self.stats.write_faults
-        counts[kind] = counts.get(kind, 0) + 1
+    def _api(self, call: ApiCall) -> Response:
+        return self._route(call.request, call.body, call.user)
 
     def _authenticate(self, request: Request) -> str:
         """HTTP Basic with the configured user, or the configured OAuth bearer token."""
@@ -333,27 +231,3 @@ class ServiceNowSandbox(TableApi):
                 headers | {"Retry-After": str(max(1, reset - now))},
             )
         return headers
-
-    def _inject_faults(self) -> GarbageKind | None:
-        """Raise the 429 or 5xx that falls on this request, or say which garbage it gets."""
-        faults = self._faults
-        self._fault_counts.api_requests += 1
-        count = self._fault_counts.api_requests
-        if falls_on(count, faults.rate_limit_every):
-            raise TableApiError(
-                429,
-                "Too Many Requests",
-                "Rate limit exceeded",
-                {"Retry-After": retry_after_header(faults.retry_after_seconds)},
-            )
-        if falls_on(count, faults.server_error_every):
-            if faults.server_error_status == 503:
-                raise TableApiError(
-                    503, "Service Unavailable", "The instance is temporarily unavailable"
-                )
-            raise TableApiError(
-                500, "Internal Server Error", "The instance failed to process the request"
-            )
-        if falls_on(count, faults.garbage_every):
-            return faults.garbage_kind
-        return None

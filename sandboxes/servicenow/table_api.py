@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sandboxes.core.faults import FaultConfig, FaultCounters, glitched_page, is_hidden, link_origin
+from sandboxes.core.pipeline import VendorState
 from sandboxes.servicenow.api import (
     API_PATH,
     DEFAULT_LIMIT,
@@ -44,12 +45,25 @@ from sandboxes.servicenow.schema import FieldDefinition, TableDefinition
 class TableApi(RecordStore):
     """The Table API's operations on the stored records."""
 
-    # Set by ``ServiceNowSandbox``: the injected faults, the request counts and API creates
-    # per correlation value.
-    _faults: FaultConfig
-    _fault_counts: FaultCounters
-    stats: SandboxStats
+    # Set by ``ServiceNowSandbox``: the core's run-time state (injected faults, request
+    # counts) and API creates per correlation value.
+    core: VendorState
     _creates_by_correlation: dict[str, dict[str, int]]
+
+    @property
+    def _faults(self) -> FaultConfig:
+        return self.core.faults
+
+    @property
+    def _fault_counts(self) -> FaultCounters:
+        return self.core.fault_counts
+
+    @property
+    def stats(self) -> SandboxStats:
+        """Counts of the API requests answered."""
+        stats = self.core.stats
+        assert isinstance(stats, SandboxStats)
+        return stats
 
     def is_hidden(self, sys_id: str) -> bool:
         """Whether ``faults.hidden_fraction`` hides the record from API reads."""
