@@ -239,7 +239,7 @@ class GatewayOutbox:
         with self.engine.begin() as connection:
             connection.execute(
                 sa.update(gateway_outbox)
-                .where(gateway_outbox.c.id.in_(ids))
+                .where(gateway_outbox.c.id.in_(ids), gateway_outbox.c.emitted_at.is_(None))
                 .values(attempts=gateway_outbox.c.attempts + 1, last_error=error[:2000])
             )
 

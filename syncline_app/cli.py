@@ -214,6 +214,13 @@ def _down(args: argparse.Namespace) -> int:
     return down(SynclineSettings().home)
 
 
+def _gateway(args: argparse.Namespace) -> int:
+    from syncline.settings import SynclineSettings
+    from syncline_app.gateway.serve import serve
+
+    return serve(args.host, args.port, args.ledger or SynclineSettings().ledger())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="syncline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -262,6 +269,19 @@ def build_parser() -> argparse.ArgumentParser:
         handler=_up
     )
     commands.add_parser("down", help="stop what `up` started").set_defaults(handler=_down)
+
+    gateway = commands.add_parser(
+        "gateway", help="serve the webhook gateway: POST /hooks/<source> becomes a Prefect event"
+    )
+    gateway.add_argument("--host", default="127.0.0.1")
+    gateway.add_argument("--port", type=int, default=8765)
+    gateway.add_argument(
+        "--ledger",
+        default=None,
+        metavar="URL",
+        help="ledger holding the outbox (default: $SYNCLINE_LEDGER_URL, else the home's)",
+    )
+    gateway.set_defaults(handler=_gateway)
     return parser
 
 
