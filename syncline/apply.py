@@ -39,11 +39,8 @@ class Applied:
 class Applier:
     """Maps source records and writes them to the target with a complete, crash-proof account.
 
-    Before each write the batch's keys are recorded as an *intent*; the audit rows replace it
-    in one ledger transaction once the target confirms. A crash in between leaves the intent
-    open, and the next run (a retry or the next schedule) rereads those records, finds them
-    already applied ("unchanged"), and audits them as ``applied`` on the interrupted run's
-    behalf: the audit log holds every change, whichever run was cut short.
+    Writes go through ``AuditedWrites`` (an intent before, the audit after): the audit log holds
+    every change, whichever run was cut short.
 
     ``resolves_as`` is what a dead letter becomes when its record goes through: ``resolved``
     when a later read brought it, ``replayed`` when a replay did.
@@ -66,7 +63,13 @@ class Applier:
         self.mapper = RecordMapper(spec)
         self.target_object = f"{spec.target.connector}:{spec.target.object}"
         self.pending_dead_letters = ledger.pending_dead_letter_keys(spec.name)
-        self.in_doubt = {key for intent in ledger.open_intents(spec.name) for key in intent.keys}
+        self.writes = AuditedWrites(
+            target,
+            ledger,
+            spec.name,
+            target_object=self.target_object,
+            flow_run_id=flow_run_id,
+        )
 
     async def apply(self, source_batch: pd.DataFrame) -> Applied:
         """Map ``source_batch``, park what does not map, write the rest, account for it all."""
@@ -87,31 +90,13 @@ class Applier:
         if spec.deletes.column is not None:
             # A record that is (back) in scope is not deleted: writing it clears the mark.
             frame = frame.assign(**{spec.deletes.column: None})
-        keys = frame[spec.target.key].astype(str).tolist()
-        # Ledger writes run in a thread: the read-ahead keeps reading meanwhile.
-        intent = await asyncio.to_thread(
-            ledger.record_intent,
-            spec.name,
-            target_object=self.target_object,
-            keys=keys,
-            flow_run_id=self.flow_run_id,
-        )
-        result = await self.target.upsert(frame, spec.target.key)
-        await asyncio.to_thread(
-            ledger.audit_batch,
-            spec.name,
-            target_object=self.target_object,
-            actions={"created": result.created, "updated": result.updated},
-            flow_run_id=self.flow_run_id,
-            intent_id=intent,
-        )
+        result = await self.writes.upsert(frame, spec.target.key)
         ledger.dead_letter(
             spec.name,
             as_source_records(spec, source_batch, frame, result.rejected),
             stage="write",
             flow_run_id=self.flow_run_id,
         )
-        self._settle(keys, result)
         _keep_links(spec, ledger, frame, result, self.flow_run_id)
         _close_dead_letters(
             spec,
@@ -122,6 +107,54 @@ class Applier:
             self.flow_run_id,
             status=self.resolves_as,
         )
+        return result
+
+
+class AuditedWrites:
+    """A target whose every write is recorded as an intent before and audited after.
+
+    The batch's keys are recorded as an *intent* before the write; the audit rows replace it
+    in one ledger transaction once the target confirms. A crash in between leaves the intent
+    open, and the next write of those keys (a retry or the next schedule), finding them already
+    applied ("unchanged"), audits them as ``applied`` on the interrupted run's behalf.
+    """
+
+    def __init__(
+        self,
+        target: RecordTarget,
+        ledger: Ledger,
+        integration: str,
+        *,
+        target_object: str,
+        flow_run_id: str | None,
+    ) -> None:
+        self.target = target
+        self.ledger = ledger
+        self.integration = integration
+        self.target_object = target_object
+        self.flow_run_id = flow_run_id
+        self.in_doubt = {key for intent in ledger.open_intents(integration) for key in intent.keys}
+
+    async def upsert(self, frame: pd.DataFrame, key: str) -> WriteResult:
+        keys = frame[key].astype(str).tolist()
+        # Ledger writes run in a thread: a read-ahead keeps reading meanwhile.
+        intent = await asyncio.to_thread(
+            self.ledger.record_intent,
+            self.integration,
+            target_object=self.target_object,
+            keys=keys,
+            flow_run_id=self.flow_run_id,
+        )
+        result = await self.target.upsert(frame, key)
+        await asyncio.to_thread(
+            self.ledger.audit_batch,
+            self.integration,
+            target_object=self.target_object,
+            actions={"created": result.created, "updated": result.updated},
+            flow_run_id=self.flow_run_id,
+            intent_id=intent,
+        )
+        self._settle(keys, result)
         return result
 
     def _settle(self, keys: list[str], result: WriteResult) -> None:
@@ -135,7 +168,7 @@ class Applier:
             if key in self.in_doubt and key not in rejected
         }
         if confirmed:
-            self.ledger.settle_intents(self.spec.name, confirmed, flow_run_id=self.flow_run_id)
+            self.ledger.settle_intents(self.integration, confirmed, flow_run_id=self.flow_run_id)
             self.in_doubt.difference_update(confirmed)
 
 

@@ -97,7 +97,7 @@ def window_start(cursor: CursorValue | None, spec: CursorSpec | None) -> CursorV
     return cursor - spec.overlap_count
 
 
-def _read_until(started: datetime) -> datetime:
+def read_until(started: datetime) -> datetime:
     """The last whole second before the run began: the read window's fixed upper end.
 
     Changes made while we read belong to the next run; the whole second keeps a change made
@@ -225,7 +225,7 @@ async def _sync(
         cursor_field=cursor_spec.field if cursor_spec else None,
         since=window_start(before, cursor_spec),
         until=(
-            _read_until(summary.started_at)
+            read_until(summary.started_at)
             if cursor_spec and cursor_spec.type == "datetime"
             else None
         ),

@@ -47,6 +47,7 @@ from syncline.yaml_lines import Location, YamlDocument
 
 Direction = Literal["both", "a_to_b", "b_to_a"]
 Conflict = Literal["a_wins", "b_wins", "newest_wins", "manual"]
+FieldType = Literal["text", "integer", "number", "boolean", "datetime"]
 
 # Which directions read a side (and so need the field in that side's ``fields``) and write the
 # other one.
@@ -79,6 +80,11 @@ class TwoWayField(StrictModel):
     conflict: Conflict | None = Field(
         default=None, description="both ways only: which change wins when both sides changed"
     )
+    type: FieldType = Field(
+        default="text",
+        description='how values are compared across the sides (ServiceNow\'s "2" equals a '
+        "database's 2 as integers) and written to typed columns",
+    )
     map_a_to_b: dict[str, str] | None = None
     map_b_to_a: dict[str, str] | None = None
 
@@ -91,6 +97,11 @@ class TwoWayField(StrictModel):
     @classmethod
     def _known_conflict(cls, value: Any) -> Any:
         return _one_of("conflict policy", get_args(Conflict), value)
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _known_type(cls, value: Any) -> Any:
+        return _one_of("field type", get_args(FieldType), value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -208,7 +219,12 @@ class TwoWaySpec(StrictModel):
         """Checks across sections, each reported at the entry that causes it. The views are
         built only from a spec that passes them, so that a mistake is named here, in the
         spec's own terms, rather than in a view's."""
-        problems = [*self._unread_fields(), *self._correlation(), *self._double_writers()]
+        problems = [
+            *self._unread_fields(),
+            *self._correlation(),
+            *self._double_writers(),
+            *self._change_times(),
+        ]
         if problems:
             raise _problems(problems)
         for way, build in (("a_to_b", self._view_a_to_b), ("b_to_a", self._view_b_to_a)):
@@ -225,16 +241,16 @@ class TwoWaySpec(StrictModel):
         return self
 
     def _unread_fields(self) -> list[Problem]:
-        """Every field a view reads is in its side's ``fields`` (when that side lists them)."""
+        """Every synced field, whichever way it flows, is in its side's ``fields`` (when that
+        side lists them): a run reads back what it wrote, to recognise its own writes, and
+        rewrites a record with the values it holds."""
         uses: list[tuple[Literal["a", "b"], Location, str]] = [
             ("a", ("correlation", "a"), self.correlation.a),
             ("b", ("correlation", "b"), self.correlation.b),
         ]
         for name, field in self.fields.items():
-            if field.direction in _FROM_A:
-                uses.append(("a", ("fields", name, "a"), field.a))
-            if field.direction in _FROM_B:
-                uses.append(("b", ("fields", name, "b"), field.b))
+            uses.append(("a", ("fields", name, "a"), field.a))
+            uses.append(("b", ("fields", name, "b"), field.b))
         problems: list[Problem] = []
         for side, location, field_name in uses:
             listed = self.a.fields if side == "a" else self.b.fields
@@ -266,6 +282,23 @@ class TwoWaySpec(StrictModel):
                         (
                             ("fields", name, side),
                             f"{link!r} is correlation.{side}, which the sync keeps itself",
+                        )
+                    )
+        return problems
+
+    def _change_times(self) -> list[Problem]:
+        """``newest_wins`` compares the records' change times: both sides need a cursor."""
+        problems: list[Problem] = []
+        for name, field in self.fields.items():
+            if field.conflict != "newest_wins":
+                continue
+            for side, endpoint in (("a", self.a), ("b", self.b)):
+                if endpoint.cursor is None:
+                    problems.append(
+                        (
+                            ("fields", name, "conflict"),
+                            f"newest_wins compares change times, and {side} has no cursor "
+                            f"(add {side}.cursor naming its change-time field)",
                         )
                     )
         return problems
@@ -371,6 +404,7 @@ __all__ = [
     "Conflict",
     "CorrelationSpec",
     "Direction",
+    "FieldType",
     "TwoWayField",
     "TwoWaySpec",
     "load_two_way_spec",

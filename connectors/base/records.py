@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
@@ -129,6 +129,16 @@ class RecordSource(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class FetchingSource(RecordSource, Protocol):
+    """A source that can also re-read records by key (events, two-way runs)."""
+
+    async def fetch(self, keys: Sequence[str], *, by: str | None = None) -> pd.DataFrame:
+        """The records whose key (or field ``by``) is one of ``keys``, as they are now and in
+        scope; exact matches only, absent ones left out."""
+        ...
 
 
 class RecordTarget(Protocol):

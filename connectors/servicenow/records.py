@@ -163,19 +163,29 @@ class ServiceNowTableSource:
         found.discard("")
         return found & set(wanted)
 
-    async def fetch(self, keys: Sequence[str]) -> pd.DataFrame:
+    async def fetch(self, keys: Sequence[str], *, by: str | None = None) -> pd.DataFrame:
         """The records of ``keys`` as they are now and in scope, read as ``read`` reads them
-        (for events: a webhook can arrive late, twice or with part of the record)."""
+        (for events: a webhook can arrive late, twice or with part of the record).
+
+        ``by`` looks records up by another field than the key (e.g. the field holding another
+        system's key); only exact matches are returned (the instance compares IN without case).
+        """
+        field = by or self.key
         wanted = sorted({str(key) for key in keys if key is not None and str(key)})
         display = self.client.settings.display_value
+        fields = self.fields
+        if fields and field not in fields:
+            fields = [*fields, field]
         records: list[dict[str, Any]] = []
         for start in range(0, len(wanted), LOOKUP_CHUNK):
-            query = self._filter.copy().where(self.key, "IN", wanted[start : start + LOOKUP_CHUNK])
+            query = self._filter.copy().where(field, "IN", wanted[start : start + LOOKUP_CHUNK])
             async for page in self.client.iter_pages(
-                self.object_name, query=query, fields=self.fields, tally=self.tally
+                self.object_name, query=query, fields=fields, tally=self.tally
             ):
                 records.extend(page)
-        return pd.DataFrame.from_records(records, columns=None if display == "all" else self.fields)
+        chosen = set(wanted)
+        records = [record for record in records if _as_text(record.get(field)) in chosen]
+        return pd.DataFrame.from_records(records, columns=None if display == "all" else fields)
 
     def unread(self) -> int:
         return self.tally.unread

@@ -24,6 +24,27 @@ SQL_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {
 }
 
 
+def column_type(sql_type: sa.types.TypeEngine[Any]) -> ColumnType:
+    """The column type a reflected SQL type holds (text for anything unknown)."""
+    for python_type, kind in (
+        (bool, ColumnType.BOOLEAN),
+        (int, ColumnType.INTEGER),
+        (float, ColumnType.FLOAT),
+    ):
+        try:
+            if issubclass(sql_type.python_type, python_type):
+                return kind
+        except NotImplementedError:
+            break
+    if isinstance(sql_type, sa.Numeric):
+        return ColumnType.DECIMAL
+    if isinstance(sql_type, sa.DateTime):
+        return ColumnType.DATETIME
+    if isinstance(sql_type, sa.Date):
+        return ColumnType.DATE
+    return ColumnType.STRING
+
+
 def split_name(name: str) -> tuple[str | None, str]:
     """``schema.table`` or ``table``."""
     schema, _, table = name.rpartition(".")

@@ -243,14 +243,16 @@ class SqlTableSource:
                     found.update(by_value.get(value, ()))
         return found
 
-    async def fetch(self, keys: Sequence[str]) -> pd.DataFrame:
-        """The rows of ``keys`` as they are now and in scope (for events)."""
-        return await asyncio.to_thread(self._fetch, list(dict.fromkeys(keys)))
+    async def fetch(self, keys: Sequence[str], *, by: str | None = None) -> pd.DataFrame:
+        """The rows of ``keys`` as they are now and in scope (for events); ``by`` looks rows
+        up by another column than the key."""
+        return await asyncio.to_thread(self._fetch, list(dict.fromkeys(keys)), by or self.key)
 
-    def _fetch(self, keys: list[str]) -> pd.DataFrame:
+    def _fetch(self, keys: list[str], by: str) -> pd.DataFrame:
         table = self._reflected()
-        compared, by_value = key_binds(table.c[self.key], keys)
-        columns = [table.c[field] for field in self.fields] if self.fields else list(table.c)
+        compared, by_value = key_binds(table.c[by], keys)
+        names = list(dict.fromkeys([*self.fields, self.key, by])) if self.fields else None
+        columns = [table.c[name] for name in names] if names else list(table.c)
         frames: list[pd.DataFrame] = []
         with self.engine.connect() as connection:
             for chunk in chunked(list(by_value)):
@@ -259,8 +261,8 @@ class SqlTableSource:
                     statement = statement.where(sa.text(self.filter_sql))
                 result = connection.execute(statement)
                 frames.append(pd.DataFrame.from_records(result.all(), columns=list(result.keys())))
-        names = [column.name for column in columns]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=names)
+        empty = pd.DataFrame(columns=[column.name for column in columns])
+        return pd.concat(frames, ignore_index=True) if frames else empty
 
     def unread(self) -> int:
         # One statement reads a consistent snapshot: nothing it counts is kept from it.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 from connectors.base.records import Column, DeleteRule, WriteResult
 from connectors.base.stats import CallStats
 from connectors.sql.bulk import BulkWriter, bulk_writer
-from connectors.sql.schema import ensure_table, split_name
+from connectors.sql.schema import column_type, ensure_table, split_name
 from connectors.sql.source import chunked, iterate_in_thread, key_binds, reflect
 
 KEY_BATCH_SIZE = 10_000
@@ -50,7 +51,13 @@ class SqlTableTarget:
 
         def setup() -> BulkWriter:
             created = ensure_table(self.engine, self.object_name, columns, key, addable=addable)
-            return bulk_writer(self.engine, self.object_name, columns, key, created=created)
+            written = columns
+            if not created:
+                # The staged key is compared with the table's own: an existing table's key
+                # type decides it (PostgreSQL compares no integer with text).
+                own = column_type(reflect(self.engine, self.object_name).c[key].type)
+                written = [replace(col, type=own) if col.name == key else col for col in columns]
+            return bulk_writer(self.engine, self.object_name, written, key, created=created)
 
         self._writer = await asyncio.to_thread(setup)
 
