@@ -28,7 +28,7 @@ from pydantic import Field
 
 from syncline.inbound.errors import IgnoredDelivery, problem, validated
 from syncline.inbound.models import ChangeKind, InboundEvent, RecordChange
-from syncline.inbound.values import OptionalText, Text, Timestamp, VendorPayload, quoted
+from syncline.inbound.values import OptionalVendorText, Timestamp, VendorPayload, VendorText, quoted
 
 SOURCE = "jira"
 
@@ -45,35 +45,35 @@ COMMENT_UPDATE_TYPES = frozenset(
 
 
 class JiraUser(VendorPayload):
-    account_id: OptionalText = Field(default=None, alias="accountId")
+    account_id: OptionalVendorText = Field(default=None, alias="accountId")
     # Jira Server / Data Center name the user instead.
-    name: OptionalText = None
+    name: OptionalVendorText = None
 
 
 class JiraIssue(VendorPayload):
-    id: Text
-    key: Text
+    id: VendorText
+    key: VendorText
     fields: dict[str, Any]
 
 
 class ChangelogItem(VendorPayload):
-    field: OptionalText = None
-    field_id: OptionalText = Field(default=None, alias="fieldId")
+    field: OptionalVendorText = None
+    field_id: OptionalVendorText = Field(default=None, alias="fieldId")
 
 
 class Changelog(VendorPayload):
-    id: OptionalText = None
+    id: OptionalVendorText = None
     items: list[ChangelogItem] = []
 
 
 class JiraComment(VendorPayload):
-    id: Text
+    id: VendorText
 
 
 class JiraWebhook(VendorPayload):
     timestamp: Timestamp
-    webhook_event: Text = Field(alias="webhookEvent")
-    issue_event_type_name: OptionalText = None
+    webhook_event: VendorText = Field(alias="webhookEvent")
+    issue_event_type_name: OptionalVendorText = None
     user: JiraUser | None = None
     issue: JiraIssue | None = None
     changelog: Changelog | None = None

@@ -35,10 +35,10 @@ from pydantic import Field
 from syncline.inbound.errors import IgnoredDelivery, problem, validated
 from syncline.inbound.models import Alert, AlertStatus, InboundEvent, Severity
 from syncline.inbound.values import (
-    OptionalText,
-    Text,
+    OptionalVendorText,
     Timestamp,
     VendorPayload,
+    VendorText,
     normalise_severity,
     quoted,
 )
@@ -64,12 +64,12 @@ URGENCIES: dict[str, Severity] = {"high": "high", "low": "warning"}
 class Reference(VendorPayload):
     """A PagerDuty resource reference (service, team, priority, agent)."""
 
-    id: OptionalText = None
-    summary: OptionalText = None
+    id: OptionalVendorText = None
+    summary: OptionalVendorText = None
 
 
 class PagerDutyEvent(VendorPayload):
-    id: Text
+    id: VendorText
     event_type: str = Field(pattern=r"^(incident|service)\.[a-z_.]+$")
     resource_type: Literal["incident", "service"]
     occurred_at: Timestamp
@@ -86,25 +86,25 @@ class PagerDutyDelivery(VendorPayload):
 class Incident(VendorPayload):
     """``event.data`` of incident events whose data is the incident itself."""
 
-    id: Text
+    id: VendorText
     type: Literal["incident"]
     number: int | None = None
-    status: OptionalText = None
-    title: OptionalText = None
-    html_url: OptionalText = None
+    status: OptionalVendorText = None
+    title: OptionalVendorText = None
+    html_url: OptionalVendorText = None
     service: Reference | None = None
     teams: list[Reference] = []
     priority: Reference | None = None
-    urgency: OptionalText = None
+    urgency: OptionalVendorText = None
 
 
 class IncidentReference(VendorPayload):
     """``event.data`` of events about something attached to an incident (a note, a
     responder request): the incident is a reference, its status is rarely given."""
 
-    type: Text
+    type: VendorText
     incident: Reference
-    status: OptionalText = None
+    status: OptionalVendorText = None
 
 
 def _status(event_type: str, data_status: str | None, path: str) -> AlertStatus:

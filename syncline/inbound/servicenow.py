@@ -45,7 +45,7 @@ from pydantic_core import PydanticCustomError
 
 from syncline.inbound.errors import validated
 from syncline.inbound.models import ChangeKind, InboundEvent, RecordChange
-from syncline.inbound.values import OptionalText, VendorPayload
+from syncline.inbound.values import OptionalVendorText, VendorPayload
 
 SOURCE = "servicenow"
 
@@ -78,8 +78,8 @@ class ServiceNowNotification(VendorPayload):
     sys_id: str = Field(pattern=r"^[0-9a-f]{32}$")
     sys_updated_on: Annotated[datetime, BeforeValidator(_glide_time)]
     operation: Literal["insert", "update", "delete"]
-    number: OptionalText = None
-    sys_updated_by: OptionalText = None
+    number: OptionalVendorText = None
+    sys_updated_by: OptionalVendorText = None
     changed_fields: list[str] = []
     fields: dict[str, str | None] | None = None
 

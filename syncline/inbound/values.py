@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints
 from pydantic_core import PydanticCustomError
 
 from syncline.inbound.models import Severity
@@ -95,10 +95,26 @@ def _required_text(value: Any) -> Any:
     return value
 
 
-# A non-empty string; a number becomes its decimal text.
+# In templated payloads (Datadog, Dynatrace, generic): a non-empty string; a number
+# becomes its decimal text.
 Text = Annotated[str, BeforeValidator(_required_text)]
 # A string or None: empty strings and unsubstituted placeholders are None.
 OptionalText = Annotated[str | None, BeforeValidator(_optional_text)]
+
+
+def _stripped(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _optional_stripped(value: Any) -> Any:
+    value = _stripped(value)
+    return None if value == "" else value
+
+
+# In payloads a vendor defines (PagerDuty, Jira, ServiceNow): a JSON string, as their
+# descriptions say; a number there is a malformed delivery, not a template's shorthand.
+VendorText = Annotated[str, BeforeValidator(_stripped), StringConstraints(min_length=1)]
+OptionalVendorText = Annotated[str | None, BeforeValidator(_optional_stripped)]
 
 
 def parse_timestamp(value: Any) -> datetime:
