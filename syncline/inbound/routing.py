@@ -31,6 +31,12 @@ else ``defaults``, else (impact and urgency only) the alert's severity:
 
 ``priority`` is sent only when given: ServiceNow normally computes it from impact and
 urgency, and its priority lookup rules may overwrite a value sent.
+
+A resolved alert also sets the incident's state to 6 (Resolved) with close code "Solution
+provided" and close notes saying when it recovered in the source. An acknowledged alert
+sets no state: who works on the incident is for ServiceNow's own workflow to say. The
+``correlation_id`` (``<source>:<alert_key>``) is what the incident flow looks the incident
+up by, so every notification about one alert reaches the same incident.
 """
 
 from __future__ import annotations
