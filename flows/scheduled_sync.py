@@ -21,12 +21,14 @@ from prefect.artifacts import (
 from prefect.runtime import flow_run
 
 from flows._prefect import load_block_value
+from flows.two_way_sync import commit_cursors, publish_two_way_summary, sync_both_ways
 from syncline.connect import ConnectorFactory
 from syncline.reporting import summary_markdown
 from syncline.settings import SynclineSettings, fault_point
-from syncline.specs import find_spec
+from syncline.specs import IntegrationSpec, find_integration, find_spec
 from syncline.state import Ledger
 from syncline.sync import SyncProgress, SyncSummary, finish_run, run_sync, summary_row
+from syncline.two_way_sync import TwoWaySummary
 
 
 @task(name="sync-records", persist_result=True)
@@ -120,8 +122,22 @@ def publish_summary(summary: SyncSummary) -> None:
 # A sync flow, not async: `prefect flow-run retry --entrypoint` (on-call's local retry) runs
 # only sync flows in Prefect 3.9, and a nightly run does not miss the ~1 s it costs at exit.
 @flow(name="scheduled-sync")
-def scheduled_sync(integration: str = "cmdb-nightly", full_refresh: bool = False) -> SyncSummary:
-    """Sync one integration incrementally from its cursor (or fully with ``full_refresh``)."""
+def scheduled_sync(
+    integration: str = "cmdb-nightly", full_refresh: bool = False
+) -> SyncSummary | TwoWaySummary:
+    """Sync one integration incrementally from its cursor (or fully with ``full_refresh``);
+    a two-way integration both ways."""
+    spec = find_integration(SynclineSettings().specs_dir, integration)
+    if not isinstance(spec, IntegrationSpec):
+        both = sync_both_ways(spec, full_refresh)
+        try:
+            fault_point("after-target-write")
+            commit_cursors(spec, both)
+        except BaseException as error:
+            record_failure(integration, error)
+            raise
+        publish_two_way_summary(both)
+        return both
     logger = get_run_logger()
     summary = sync_records(integration, full_refresh)
     try:

@@ -15,7 +15,7 @@ import zoneinfo
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple, Self, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, Self, TypeVar
 
 import yaml
 from pydantic import (
@@ -35,6 +35,9 @@ from connectors.base.records import Column, ColumnType
 from syncline.durations import Duration
 from syncline.expressions import Expression, ExpressionError
 from syncline.yaml_lines import Location, MissingVariableError, YamlDocument, load_yaml
+
+if TYPE_CHECKING:
+    from syncline.two_way import TwoWaySpec
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -605,31 +608,65 @@ def _declared_name(path: Path) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def find_spec(directory: Path, name: str) -> IntegrationSpec:
-    """The spec of integration ``name``, loading (and validating) only its file.
+def find_integration(directory: Path, name: str) -> IntegrationSpec | TwoWaySpec:
+    """The spec of integration ``name``, loading (and validating) only its file: a one-way
+    spec, a two-way spec, or one of a two-way spec's views (``<name>-a-to-b``/``-b-to-a``).
 
     ``<name>.yaml``/``.yml`` (with ``-`` and ``_`` alike) is tried first; otherwise each
     file's top-level ``name:`` is read. Other files are never validated here: a broken
     sibling must not stop this integration's runs (``syncline validate`` checks them all).
     """
     files = spec_files(directory)
-    named = [path for path in files if _slug(path.stem) == _slug(name)]
+    owner = _VIEW_SUFFIX.sub("", name)
+    named = [path for path in files if _slug(path.stem) in {_slug(name), _slug(owner)}]
     for path in named:
         declared = _declared_name(path)
-        if declared is None or declared == name:
+        if declared is None or declared in {name, owner}:
             # Its file by name: if it is broken, its own problems are the answer.
-            spec = load_spec(path)
-            if spec.name == name:
-                return spec
+            found = _integration_in(path, name)
+            if found is not None:
+                return found
     available: list[str] = []
     for path in files:
         declared = _declared_name(path)
-        if declared == name:
-            return load_spec(path)
+        if declared in {name, owner}:
+            found = _integration_in(path, name)
+            if found is not None:
+                return found
         if declared is not None:
             available.append(declared)
     listed = ", ".join(sorted(available)) or "none"
     raise SpecError(directory, [f"{directory}: no integration named {name!r} ({listed})"])
+
+
+def find_spec(directory: Path, name: str) -> IntegrationSpec:
+    """The one-way spec ``name`` (a two-way spec's view included): see ``find_integration``."""
+    found = find_integration(directory, name)
+    if not isinstance(found, IntegrationSpec):
+        views = ", ".join(view.name for view in found.views())
+        raise SpecError(
+            directory,
+            [
+                f"{directory}: {name!r} is a two-way integration, run as a whole by the "
+                f"scheduled-sync flow; its one-way views are {views}"
+            ],
+        )
+    return found
+
+
+_VIEW_SUFFIX = re.compile(r"-(a-to-b|b-to-a)$")
+
+
+def _integration_in(path: Path, name: str) -> IntegrationSpec | TwoWaySpec | None:
+    if not _is_two_way(path):
+        spec = load_spec(path)
+        return spec if spec.name == name else None
+    from syncline.two_way import load_two_way_spec  # the two-way module builds on this one
+
+    two_way = load_two_way_spec(path)
+    if two_way.name == name:
+        return two_way
+    return next((view for view in two_way.views() if view.name == name), None)
 
 
 def _dotted(location: Iterable[str | int]) -> str:
@@ -784,6 +821,7 @@ __all__ = [
     "SourceSpec",
     "SpecError",
     "TargetSpec",
+    "find_integration",
     "find_spec",
     "load_spec",
     "load_specs",

@@ -365,12 +365,24 @@ class TwoWayRun:
             key = pair.keys[side]
             if key is not None and pair.records[side] is None:
                 there = other(side)
+                if pair.link is not None:
+                    reason = (
+                        f"{side.upper()} record {key} of {self.ends[side].name}, paired with "
+                        f"{there.upper()} record {pair.keys[there]}, is gone (deleted or out of "
+                        "scope): it is not created again; delete or unlink the other one"
+                    )
+                else:
+                    reason = (
+                        f"{there.upper()} record {pair.keys[there]} holds {key!r} in "
+                        f"{self.ends[there].link_field}, but {self.ends[side].name} has no such "
+                        "record and no pair links them: the field is used by something else, "
+                        f"or the record was deleted; nothing was written. Narrow {there}.filter "
+                        "to the records this integration owns, or clear the field"
+                    )
                 self.dead_letter(
                     "gone",
                     pair.letter_key(),
-                    f"{side.upper()} record {key} of {self.ends[side].name}, paired with "
-                    f"{there.upper()} record {pair.keys[there]}, is gone (deleted, out of scope, "
-                    "or never there): it is not created again; delete or unlink the other one",
+                    reason,
                     {
                         there: jsonable(record.raw)
                         for there, record in pair.records.items()
@@ -763,6 +775,32 @@ def _add_calls(summary: TwoWaySummary, *ends: Endpoint) -> None:
             summary.api_calls += stats.requests
             summary.api_retries += stats.retries
             summary.rate_limited += stats.rate_limited
+
+
+def two_way_row(summary: TwoWaySummary) -> dict[str, Any]:
+    """The summary as one flat row for a table artifact or a terminal."""
+    row: dict[str, Any] = {"integration": summary.integration}
+    for side in SIDES:
+        counts = summary.side(side)
+        row.update(
+            {
+                f"{side}_read": counts.read,
+                f"{side}_created": counts.created,
+                f"{side}_updated": counts.updated,
+                f"{side}_echoes": counts.echoes,
+            }
+        )
+    row.update(
+        {
+            "pairs": summary.pairs,
+            "conflicts": summary.conflicts,
+            "held": summary.held,
+            "dead_lettered": summary.dead_lettered,
+            "api_calls": summary.api_calls,
+            "duration_s": round(summary.duration_seconds, 2),
+        }
+    )
+    return row
 
 
 def finish_two_way_run(ledger: Ledger, spec: TwoWaySpec, summary: TwoWaySummary) -> None:

@@ -138,7 +138,8 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from syncline.settings import SynclineSettings
-    from syncline.sync import summary_row
+    from syncline.sync import SyncSummary, summary_row
+    from syncline.two_way_sync import two_way_row
     from syncline_app.devstack import PrefectServerError, temporary_prefect_server
 
     # The flow runs in this process; with no Prefect server configured it gets a temporary
@@ -151,7 +152,8 @@ def _run(args: argparse.Namespace) -> int:
     except PrefectServerError as error:
         print(error, file=sys.stderr)
         return 1
-    print(json.dumps(summary_row(summary), indent=2))
+    row = summary_row(summary) if isinstance(summary, SyncSummary) else two_way_row(summary)
+    print(json.dumps(row, indent=2))
     return 0
 
 

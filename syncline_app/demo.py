@@ -25,6 +25,7 @@ from syncline.settings import SynclineSettings
 from syncline.specs import IntegrationSpec, find_spec
 from syncline.state import Ledger, dead_letters
 from syncline.sync import SyncSummary, summary_row
+from syncline.two_way_sync import TwoWaySummary
 from syncline_app.devstack import SANDBOX_STATE, temporary_prefect_server
 
 # Before Prefect is imported (the flows are, later): no telemetry, a patient first start.
@@ -96,7 +97,8 @@ def _fresh_state(
     return spec, ledger, reporting
 
 
-def _show(title: str, summary: SyncSummary) -> None:
+def _show(title: str, summary: SyncSummary | TwoWaySummary) -> None:
+    assert isinstance(summary, SyncSummary), "the demo's integration is one-way"
     row = summary_row(summary)
     _say(f"\n{title}")
     for name in ("read", "created", "updated", "unchanged", "dead_lettered", "deleted",

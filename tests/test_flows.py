@@ -66,7 +66,7 @@ def run(**parameters: Any) -> SyncSummary:
 
 def after_changes() -> None:
     """Let the second of the last change pass: a run reads changes up to the second before
-    it started (later ones belong to the next run, see syncline.sync._read_until)."""
+    it started (later ones belong to the next run, see syncline.sync.read_until)."""
     time.sleep(1.02 - time.time() % 1)
 
 

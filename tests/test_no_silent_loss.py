@@ -191,7 +191,7 @@ class ChurningTransport(httpx.AsyncBaseTransport):
 
 
 def after_changes() -> None:
-    """The read window ends a second before the run starts (syncline.sync._read_until)."""
+    """The read window ends a second before the run starts (syncline.sync.read_until)."""
     import time
 
     time.sleep(1.02 - time.time() % 1)

@@ -19,6 +19,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from sandboxes.core.server import BackgroundServer
 from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
 from syncline.connect import ConnectorFactory
 from syncline.state import Ledger
@@ -84,8 +85,15 @@ TICKETS_DDL = [
 class World:
     """The sandbox, the tickets database, the ledger and the spec of one test."""
 
-    def __init__(self, tmp_path: Path, *, title_policy: str = "a_wins", priority: bool = True):
-        self.sandbox = ServiceNowSandbox(
+    def __init__(
+        self,
+        tmp_path: Path,
+        *,
+        title_policy: str = "a_wins",
+        priority: bool = True,
+        sandbox: ServiceNowSandbox | None = None,
+    ):
+        self.sandbox = sandbox or ServiceNowSandbox(
             ServiceNowSandboxConfig(cmdb_ci_server=0, incident=0, sys_user=3, seed=7)
         )
         self.tickets_url = f"sqlite:///{tmp_path / 'tickets.db'}"
@@ -207,6 +215,15 @@ class _SyncASGI(httpx.BaseTransport):
             return httpx.Response(response.status_code, headers=response.headers, content=body)
 
         return asyncio.run(go())
+
+
+@pytest.fixture
+def sandbox() -> ServiceNowSandbox:
+    """An instance without incidents (the shared fixture's seeded ones carry other
+    integrations' correlation ids)."""
+    return ServiceNowSandbox(
+        ServiceNowSandboxConfig(cmdb_ci_server=0, incident=0, sys_user=3, seed=7)
+    )
 
 
 @pytest.fixture
@@ -413,3 +430,48 @@ def test_a_run_that_dies_after_its_writes_is_rerun_without_doubling_anything(
     assert (len(world.incidents()), len(world.tickets())) == (2, 2)
     assert len(world.pairs()) == 2
     assert written(world.run("quiet")) == 0
+
+
+def test_the_scheduled_sync_flow_runs_a_two_way_integration_both_ways(
+    prefect_server: str,
+    sandbox_server: BackgroundServer,
+    sandbox: ServiceNowSandbox,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flows.scheduled_sync import scheduled_sync
+
+    world = World(tmp_path, priority=False, sandbox=sandbox)
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    text = (tmp_path / "incidents_tickets.yaml").read_text()
+    (specs / "incidents_tickets.yaml").write_text(
+        text.replace("https://acme.service-now.com", sandbox_server.url)
+    )
+    for name, value in {
+        "SN_USER": "admin",
+        "SN_PASSWORD": "sandbox",
+        "TICKETS_URL": world.tickets_url,
+        "SYNCLINE_LEDGER_URL": f"sqlite:///{tmp_path / 'flow-ledger.db'}",
+        "SYNCLINE_SPECS_DIR": str(specs),
+        "SYNCLINE_HOME": str(tmp_path / "home"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    sys_id = world.create_incident(short_description="Disk full on db-01", impact="2", urgency="1")
+    ticket = world.create_ticket(title="Slow VPN", impact=3, urgency="low")
+    time.sleep(2.02 - time.time() % 1)  # a run reads up to the second before it starts
+
+    first = scheduled_sync("incidents-tickets")
+
+    assert isinstance(first, TwoWaySummary)
+    letters = Ledger(f"sqlite:///{tmp_path / 'flow-ledger.db'}").dead_letters("incidents-tickets")
+    assert letters == [], [letter.reason for letter in letters[:3]]
+    assert (first.a.created, first.b.created) == (1, 1)
+    assert len(world.pairs()) == 2
+    assert world.incident(sys_id)["correlation_id"] != ""
+    assert world.ticket(ticket)["sn_sys_id"]
+    time.sleep(2.02 - time.time() % 1)
+    second = scheduled_sync("incidents-tickets")
+    assert isinstance(second, TwoWaySummary)
+    assert written(second) == 0
+    assert (len(world.incidents()), len(world.tickets())) == (2, 2)
