@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from sandboxes.core.server import BackgroundServer
 from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
+from connectors.sql.engine import make_engine
 from syncline.connect import ConnectorFactory
 from syncline.state import Ledger
 from syncline.two_way import TwoWaySpec, load_two_way_spec
@@ -82,6 +83,24 @@ TICKETS_DDL = [
 ]
 
 
+# The same table on PostgreSQL: a serial key, and a trigger that stamps every update.
+TICKETS_DDL_POSTGRES = [
+    """CREATE TABLE tickets (
+        id BIGSERIAL PRIMARY KEY,
+        title TEXT, impact INTEGER, urgency TEXT, priority INTEGER,
+        sn_sys_id TEXT UNIQUE, updated_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp())""",
+    """CREATE FUNCTION tickets_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         IF NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at THEN
+           NEW.updated_at := clock_timestamp();
+         END IF;
+         RETURN NEW;
+       END $$""",
+    """CREATE TRIGGER tickets_stamp BEFORE UPDATE ON tickets
+       FOR EACH ROW EXECUTE FUNCTION tickets_stamp()""",
+]
+
+
 class World:
     """The sandbox, the tickets database, the ledger and the spec of one test."""
 
@@ -92,14 +111,16 @@ class World:
         title_policy: str = "a_wins",
         priority: bool = True,
         sandbox: ServiceNowSandbox | None = None,
+        tickets_url: str | None = None,
     ):
         self.sandbox = sandbox or ServiceNowSandbox(
             ServiceNowSandboxConfig(cmdb_ci_server=0, incident=0, sys_user=3, seed=7)
         )
-        self.tickets_url = f"sqlite:///{tmp_path / 'tickets.db'}"
-        self.engine = sa.create_engine(self.tickets_url)
+        self.tickets_url = tickets_url or f"sqlite:///{tmp_path / 'tickets.db'}"
+        self.engine = make_engine(self.tickets_url)
+        postgres = self.engine.dialect.name == "postgresql"
         with self.engine.begin() as connection:
-            for statement in TICKETS_DDL:
+            for statement in TICKETS_DDL_POSTGRES if postgres else TICKETS_DDL:
                 connection.exec_driver_sql(statement)
         self.ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
         text = SPEC.replace("TITLE_POLICY", title_policy).replace(
@@ -284,8 +305,17 @@ def test_first_run_creates_each_record_on_the_other_side_and_links_both_ways(
     assert written(world.run("third")) == 0
 
 
-def test_a_change_on_each_side_reaches_the_other_and_stops_there(tmp_path: Path) -> None:
-    world, sys_id, ticket = synced_world(tmp_path)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def tickets_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tickets.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def test_a_change_on_each_side_reaches_the_other_and_stops_there(
+    tmp_path: Path, tickets_url: str
+) -> None:
+    world, sys_id, ticket = synced_world(tmp_path, tickets_url=tickets_url)
     ticket_of_incident = int(world.incident(sys_id)["correlation_id"])
     incident_of_ticket = world.ticket(ticket)["sn_sys_id"]
 
