@@ -173,9 +173,15 @@ class GatewayOutbox:
             gateway_outbox.c.source == delivery.source,
             gateway_outbox.c.dedupe_key == delivery.dedupe_key,
         )
-        insert = self._insert(gateway_outbox).values(**row).on_conflict_do_nothing()
+        # RETURNING says whether the row went in (rowcount is not reliable across drivers).
+        insert = (
+            self._insert(gateway_outbox)
+            .values(**row)
+            .on_conflict_do_nothing()
+            .returning(gateway_outbox.c.id)
+        )
         with self.engine.begin() as connection:
-            if connection.execute(insert).rowcount == 1:
+            if connection.execute(insert).first() is not None:
                 return Admission(new_id, duplicate=False)
             held = connection.execute(
                 sa.select(gateway_outbox.c.id, gateway_outbox.c.dedupe_until).where(holder)
@@ -188,7 +194,12 @@ class GatewayOutbox:
                 .where(gateway_outbox.c.id == held.id)
                 .values(dedupe_key=None)
             )
-            connection.execute(sa.insert(gateway_outbox).values(**row))
+            if connection.execute(insert).first() is None:
+                # Another delivery of the same bytes took the key over first.
+                return Admission(
+                    connection.execute(sa.select(gateway_outbox.c.id).where(holder)).scalar_one(),
+                    duplicate=True,
+                )
         return Admission(new_id, duplicate=False)
 
     def pending(self, limit: int) -> list[OutboxEntry]:
