@@ -23,7 +23,8 @@ from typing import Any
 
 from sandboxes.core.webhooks import Delivery, SigningScheme, WebhookSender
 
-# Decides whether a subscription wants an event: (event name, payload) -> bool.
+# Decides whether a subscription wants an event: (event name, subject) -> bool, where the
+# subject is what ``publish`` was given as the event's subject (the payload by default).
 EventFilter = Callable[[str, Any], bool]
 
 
@@ -39,10 +40,10 @@ class Subscription:
     name: str = ""
     accepts: EventFilter | None = None
 
-    def wants(self, event: str, payload: Any) -> bool:
+    def wants(self, event: str, subject: Any) -> bool:
         if self.events and event not in self.events:
             return False
-        return self.accepts is None or self.accepts(event, payload)
+        return self.accepts is None or self.accepts(event, subject)
 
 
 @dataclass(slots=True)
@@ -130,10 +131,12 @@ class WebhookOutbox:
 
     # --- deliveries -----------------------------------------------------------------------
 
-    def publish(self, event: str, payload: Any) -> int:
-        """Queue ``payload`` for every subscription that wants ``event``; returns how many."""
+    def publish(self, event: str, payload: Any, *, subject: Any = None) -> int:
+        """Queue ``payload`` for every subscription that wants ``event``; returns how many.
+        Filters see ``subject`` (e.g. the issue itself) when given, else the payload."""
+        about = payload if subject is None else subject
         with self._lock:
-            targets = [s for s in self._subscriptions.values() if s.wants(event, payload)]
+            targets = [s for s in self._subscriptions.values() if s.wants(event, about)]
         for subscription in targets:
             self._enqueue(functools.partial(self._send, subscription, event, payload))
         return len(targets)

@@ -52,6 +52,7 @@ SPECS_DIR = specs_dir()
 SERVICENOW_TABLE_API = (
     SPECS_DIR / "servicenow" / "servicenow-table-api-latest.instance-export.oas3.json"
 )
+JIRA_PLATFORM_API = SPECS_DIR / "jira" / "jira-cloud-platform-swagger-v3.v3.json"
 
 
 class ContractViolationError(AssertionError):
@@ -99,6 +100,29 @@ class HttpxOpenAPIRequest:
     @property
     def content_type(self) -> str:
         return str(self._request.headers.get("content-type", "")).lower()
+
+
+class HttpxOpenAPIResponse:
+    """openapi-core's ``Response`` protocol for a read ``httpx.Response``."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+
+    @property
+    def status_code(self) -> int:
+        return self._response.status_code
+
+    @property
+    def content_type(self) -> str:
+        return str(self._response.headers.get("content-type", "")).lower()
+
+    @property
+    def headers(self) -> Headers:
+        return Headers(list(self._response.headers.multi_items()))
+
+    @property
+    def data(self) -> bytes | None:
+        return self._response.content or None
 
 
 @dataclass(frozen=True)
@@ -188,6 +212,21 @@ class OpenAPIContract:
     def validate_request(self, request: httpx.Request) -> None:
         """Raise ``ContractViolationError`` naming every problem, or return when it conforms."""
         problems = self.problems(request)
+        if problems:
+            raise ContractViolationError(request, self.source, problems)
+
+    def response_problems(self, request: httpx.Request, response: httpx.Response) -> list[str]:
+        """Every way ``response`` (to ``request``) departs from the description."""
+        path = request.url.path
+        for pattern, replacement in self.path_rewrites:
+            path = pattern.sub(replacement, path)
+        adapted = HttpxOpenAPIRequest(request, path=path)
+        errors = self.openapi.iter_response_errors(adapted, HttpxOpenAPIResponse(response))
+        return [_describe(error) for error in errors]
+
+    def validate_response(self, request: httpx.Request, response: httpx.Response) -> None:
+        """Raise ``ContractViolationError`` naming every problem of the response."""
+        problems = self.response_problems(request, response)
         if problems:
             raise ContractViolationError(request, self.source, problems)
 
