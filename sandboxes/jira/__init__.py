@@ -3,8 +3,9 @@
 Declared on ``sandboxes.core``: ``sandbox`` (authentication, rate-limit headers, the
 declaration), ``api`` (routes), ``admin`` (admin routes), ``server`` (serving it). Beneath
 them: ``store`` (issues and what writes do), ``writes`` (the server's field rules), ``adf``,
-``workflow`` (statuses, transitions, priorities), ``jql`` and ``search``, ``rendering``,
-``events`` and ``webhooks`` (outgoing webhooks), ``model``, ``seed`` and ``config``.
+``workflow`` (statuses, transitions, priorities), ``jql`` (with ``jql_fields``) and
+``search``, ``rendering``, ``events`` and ``webhooks`` (outgoing webhooks), ``model``,
+``seed`` and ``config``.
 """
 
 from sandboxes.jira.config import JiraSandboxConfig

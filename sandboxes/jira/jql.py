@@ -14,7 +14,9 @@ cursor to the second must therefore overlap by a minute and deduplicate.
 
 Issue properties (``issue.property[syncline].correlationId``) are searchable only when an
 app indexes them, so a REST client gets 400 for them like for any unknown field: search by
-``labels`` (or a custom field) instead. Without ``ORDER BY`` results come newest created
+``labels`` (or a custom field) instead. A value naming no project, status, priority, issue
+type or issue key is a 400 too (``jql_fields``), so ``key in (...)`` fails as a whole once
+one of the issues is deleted. Without ``ORDER BY`` results come newest created
 first (``created DESC``); every order ends on the issue id, so pages are stable.
 """
 
@@ -25,15 +27,22 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
-from zoneinfo import ZoneInfo
 
-from sandboxes.jira.adf import plain_text
-from sandboxes.jira.errors import JiraApiError
+from sandboxes.jira.jql_fields import (
+    DATE_FIELDS,
+    KNOWN_FIELDS,
+    SORTABLE,
+    TEXT_FIELDS,
+    JqlContext,
+    Predicate,
+    is_empty,
+    jql_error,
+    membership,
+    sort_key,
+    text_of,
+    unknown_field,
+)
 from sandboxes.jira.model import Issue
-from sandboxes.jira.workflow import PRIORITIES
-
-Predicate = Callable[[Issue], bool]
 
 _TOKEN = re.compile(
     r"""\s*(?:(?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?P<op>!=|>=|<=|!~|=|>|<|~)"""
@@ -42,14 +51,7 @@ _TOKEN = re.compile(
 _PERIOD = re.compile(r"([-+]?)\s*(\d+)\s*([wdhm])", re.IGNORECASE)
 _DATE_FORMATS = ("%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M", "%Y-%m-%d", "%Y/%m/%d")
 _MINUTES = {"w": 7 * 24 * 60, "d": 24 * 60, "h": 60, "m": 1}
-DATE_FIELDS = frozenset({"created", "updated", "resolutiondate"})
-TEXT_FIELDS = frozenset({"summary", "text", "description"})
 _ALIASES = {"issuekey": "key", "type": "issuetype"}
-SORTABLE = frozenset(
-    {"created", "updated", "key", "id", "priority", "status", "summary", "project"}
-    | {"resolutiondate"}
-)
-_PRIORITY_RANK = {p.name.lower(): len(PRIORITIES) - i for i, p in enumerate(PRIORITIES)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,42 +76,13 @@ class CompiledJql:
         return ordered
 
 
-def jql_error(message: str) -> JiraApiError:
-    return JiraApiError(400, [message])
-
-
-def unknown_field(name: str) -> JiraApiError:
-    return jql_error(f"Field '{name}' does not exist or you do not have permission to view it.")
-
-
-def sort_key(issue: Issue, name: str) -> Any:
-    match name:
-        case "created":
-            return issue.created
-        case "updated":
-            return issue.updated
-        case "key" | "id":
-            return issue.id
-        case "priority":
-            return _PRIORITY_RANK[issue.priority.name.lower()]
-        case "status":
-            return issue.status.name.lower()
-        case "summary":
-            return issue.summary.lower()
-        case "project":
-            return issue.project
-        case "resolutiondate":
-            return issue.resolution_date or datetime.min.replace(tzinfo=UTC)
-    raise unknown_field(name)
-
-
 class _Parser:
-    def __init__(self, text: str, now: datetime, zone: ZoneInfo, me: str) -> None:
+    def __init__(self, text: str, context: JqlContext) -> None:
         self.tokens = _tokenise(text)
         self.position = 0
-        self.now = now
-        self.zone = zone
-        self.me = me
+        self.context = context
+        self.now = context.now
+        self.zone = context.zone
 
     def peek(self) -> Token | None:
         return self.tokens[self.position] if self.position < len(self.tokens) else None
@@ -197,17 +170,17 @@ class _Parser:
     def clause(self) -> Predicate:
         token = self.take()
         name = self.field_name(token)
-        if name.startswith("issue.property") or name not in _KNOWN_FIELDS:
+        if name.startswith("issue.property") or name not in KNOWN_FIELDS:
             raise unknown_field(_unquote(token) if token.kind == "string" else token.text)
         operator = self.take()
         if operator.keyword("not"):
             if not self.take().keyword("in"):
                 raise jql_error("Error in the JQL Query: expecting 'in' after 'not'.")
             values = self.value_list()
-            inner = _membership(name, values, self.me)
+            inner = membership(name, values, self.context)
             return lambda issue: not inner(issue)
         if operator.keyword("in"):
-            return _membership(name, self.value_list(), self.me)
+            return membership(name, self.value_list(), self.context)
         if operator.keyword("is"):
             negate = False
             if (after := self.peek()) is not None and after.keyword("not"):
@@ -215,7 +188,7 @@ class _Parser:
                 negate = True
             if not self.take().keyword("empty", "null"):
                 raise jql_error("Error in the JQL Query: expecting EMPTY after IS.")
-            return lambda issue: _is_empty(issue, name) != negate
+            return lambda issue: is_empty(issue, name) != negate
         if operator.kind != "op":
             raise jql_error(
                 f"Error in the JQL Query: expecting an operator, got '{operator.text}'."
@@ -231,14 +204,14 @@ class _Parser:
             needle = value.lower()
 
             def contains(issue: Issue) -> bool:
-                return needle in _text_of(issue, name)
+                return needle in text_of(issue, name)
 
             return contains if operator.text == "~" else lambda issue: not contains(issue)
         if operator.text not in ("=", "!="):
             raise jql_error(
                 f"The operator '{operator.text}' is not supported by the '{name}' field."
             )
-        matches = _membership(name, [value], self.me)
+        matches = membership(name, [value], self.context)
         return matches if operator.text == "=" else lambda issue: not matches(issue)
 
     def date_clause(self, name: str, operator: str, value: str) -> Predicate:
@@ -296,25 +269,6 @@ class _Parser:
         raise jql_error(f"Error in the JQL Query: expecting a value, got '{token.text}'.")
 
 
-_KNOWN_FIELDS = (
-    frozenset(
-        {
-            "project",
-            "key",
-            "id",
-            "status",
-            "statuscategory",
-            "priority",
-            "issuetype",
-            "labels",
-            "assignee",
-            "reporter",
-        }
-    )
-    | DATE_FIELDS
-    | TEXT_FIELDS
-)
-
 _COMPARISONS: dict[str, Callable[[datetime, datetime], bool]] = {
     "=": lambda a, b: a == b,
     "!=": lambda a, b: a != b,
@@ -347,52 +301,6 @@ def _tokenise(text: str) -> list[Token]:
     return tokens
 
 
-def _values_of(issue: Issue, name: str, me: str) -> list[str]:
-    match name:
-        case "project":
-            return [issue.project.lower()]
-        case "key":
-            return [issue.key.lower(), str(issue.id)]
-        case "id":
-            return [str(issue.id)]
-        case "status":
-            return [issue.status.name.lower(), issue.status.id]
-        case "statuscategory":
-            category = issue.status.category
-            return [category.name.lower(), category.key, str(category.id)]
-        case "priority":
-            return [issue.priority.name.lower(), issue.priority.id]
-        case "issuetype":
-            return [issue.issue_type.name.lower(), issue.issue_type.id]
-        case "labels":
-            return [label.lower() for label in issue.labels]
-        case "assignee":
-            return [issue.assignee.lower()] if issue.assignee else []
-        case "reporter":
-            return [issue.reporter.lower()]
-    return []
-
-
-def _membership(name: str, values: list[str], me: str) -> Predicate:
-    if name in DATE_FIELDS or name in TEXT_FIELDS:
-        raise jql_error(f"The operator 'in' is not supported by the '{name}' field.")
-    wanted = {me.lower() if value.lower() == "currentuser()" else value.lower() for value in values}
-    return lambda issue: any(value in wanted for value in _values_of(issue, name, me))
-
-
-def _is_empty(issue: Issue, name: str) -> bool:
-    if name in DATE_FIELDS:
-        return getattr(issue, "resolution_date" if name == "resolutiondate" else name) is None
-    return not _values_of(issue, name, "")
-
-
-def _text_of(issue: Issue, name: str) -> str:
-    if name == "summary":
-        return issue.summary.lower()
-    description = plain_text(issue.description).lower()
-    return description if name == "description" else f"{issue.summary.lower()} {description}"
-
-
-def compile_jql(text: str, *, now: datetime, zone: ZoneInfo, me: str) -> CompiledJql:
+def compile_jql(text: str, context: JqlContext) -> CompiledJql:
     """Compile ``text``; raises a 400 ``JiraApiError`` as Jira words it."""
-    return _Parser(text, now, zone, me).parse()
+    return _Parser(text, context).parse()

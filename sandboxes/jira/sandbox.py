@@ -13,6 +13,15 @@ adds the per-second limit and injected faults; this module declares how Jira spe
 
 The simulator shares no code with any Jira client: a simulator built on the client's code
 would share its mistakes.
+
+Choices where Jira varies or is silent: one integration user (the configured email and
+account id); any ``customfield_NNNNN`` is accepted and stored as written; results without
+``ORDER BY`` come newest created first; the page token holds a position in the result, so
+issues changing between two page reads shift later pages, as with any offset (order by a
+stable key and overlap). Not simulated: ``expand`` (names, schema, changelog,
+renderedFields), ``fieldsByKeys``, createmeta/editmeta, links, attachments, worklogs,
+property webhook events (``issue_property_set``), ``X-RateLimit-NearLimit``, points-based
+quotas, JWT-signed dynamic webhooks (``/rest/api/3/webhook``) and ``/rest/api/2``.
 """
 
 from __future__ import annotations

@@ -115,7 +115,7 @@ def search(store: IssueStore, request: Mapping[str, Any], account_id: str) -> di
     jql = request.get("jql") or ""
     if not isinstance(jql, str):
         raise bad_request("jql must be a string")
-    compiled = compile_jql(jql, now=store.clock.now(), zone=store.config.zone, me=account_id)
+    compiled = compile_jql(jql, store.jql_context(account_id))
     if not compiled.bounded:
         raise JiraApiError(400, [UNBOUNDED])
     fields = _list_of_strings(request, "fields")
@@ -152,7 +152,7 @@ def approximate_count(store: IssueStore, body: Any, account_id: str) -> dict[str
     if not isinstance(body, dict) or set(body) - {"jql"}:
         raise bad_request("Invalid request payload. Refer to the REST API documentation.")
     jql = body.get("jql") or ""
-    compiled = compile_jql(jql, now=store.clock.now(), zone=store.config.zone, me=account_id)
+    compiled = compile_jql(jql, store.jql_context(account_id))
     if not compiled.bounded:
         raise JiraApiError(400, [UNBOUNDED])
     lag = store.config.search_lag_ms

@@ -24,6 +24,7 @@ from sandboxes.jira import events as webhook_events
 from sandboxes.jira.config import JiraSandboxConfig
 from sandboxes.jira.errors import JiraApiError, bad_request, issue_not_found
 from sandboxes.jira.events import IssueEvent
+from sandboxes.jira.jql_fields import JqlContext
 from sandboxes.jira.model import (
     Comment,
     Issue,
@@ -38,6 +39,9 @@ from sandboxes.jira.workflow import (
     DONE_CATEGORY,
     DONE_RESOLUTION,
     INITIAL_STATUS,
+    ISSUE_TYPES,
+    PRIORITIES,
+    STATUSES,
     Transition,
     transitions_from,
 )
@@ -86,6 +90,23 @@ class IssueStore:
             if comment.id == comment_id:
                 return comment
         raise JiraApiError(404, ["Can not find a comment for the id: " + comment_id + "."])
+
+    def jql_context(self, account_id: str) -> JqlContext:
+        """What a query by ``account_id`` is read against now."""
+        return JqlContext(self.clock.now(), self.config.zone, account_id, self._value_exists)
+
+    def _value_exists(self, field: str, value: str) -> bool:
+        if field == "key":
+            return value.upper() in self._by_key or (value.isdigit() and int(value) in self.issues)
+        if field == "project":
+            projects = self.renderer.projects
+            return value.upper() in projects or value in projects.values()
+        named: list[tuple[str, str]] = []
+        if field == "status":
+            named = [(status.id, status.name) for status in STATUSES.values()]
+        elif field in ("priority", "issuetype"):
+            named = [(o.id, o.name) for o in (PRIORITIES if field == "priority" else ISSUE_TYPES)]
+        return any(value in (option_id, name.lower()) for option_id, name in named)
 
     # --- writes ---------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ as on a site, with ``POST /rest/webhooks/1.0/webhook {name, url, events, filters
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -63,17 +64,19 @@ class JiraWebhooks:
         def accepts(event: str, issue: Any) -> bool:
             if not isinstance(issue, Issue):
                 return True
-            compiled = compile_jql(
-                jql,
-                now=self.store.clock.now(),
-                zone=self.store.config.zone,
-                me=self.store.config.account_id,
-            )
-            return compiled.predicate(issue)
+            # Read when the event happens (relative dates move), without checking values:
+            # a filter naming an issue deleted since still runs.
+            context = self.store.jql_context(self.store.config.account_id)
+            return compile_jql(jql, replace(context, exists=None)).predicate(issue)
 
         return accepts
 
     def register(self, body: Any) -> dict[str, Any]:
+        """Register a receiver from a ``/rest/webhooks/1.0/webhook`` body; its rendering."""
+        with self.store.lock:
+            return self._register(body)
+
+    def _register(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict) or not isinstance(body.get("url"), str):
             raise bad_request("A webhook needs a url.")
         events = body.get("events") or list(EVENTS)
@@ -82,7 +85,7 @@ class JiraWebhooks:
         filters = body.get("filters") or {}
         jql = filters.get(JQL_FILTER) if isinstance(filters, dict) else None
         if jql:
-            compile_jql(jql, now=self.store.clock.now(), zone=self.store.config.zone, me="")
+            compile_jql(jql, self.store.jql_context(self.store.config.account_id))
         secret = body.get("secret")
         subscription = self.outbox.subscribe(
             body["url"],

@@ -267,7 +267,20 @@ def test_labels_status_and_keys_are_searchable_but_properties_are_not(site: Site
     assert keys("labels = syncline-SN-1") == [one]
     assert keys("labels in (syncline-SN-1, other) ORDER BY updated DESC, key") == [one, two]
     assert keys(f'key in ({one}, {two}) AND status = "To Do"') == [one, two]
-    assert keys('status = "In Progress" OR project = NONE') == []
+    assert keys('status = "In Progress" OR labels = none') == []
+
+    def refusal(jql: str) -> str:
+        response = site.api.post("/rest/api/3/search/jql", json={"jql": jql})
+        assert response.status_code == 400
+        message: str = response.json()["errorMessages"][0]
+        return message
+
+    # Values that name nothing fail the whole query rather than matching nothing.
+    assert refusal("project = NONE") == "The value 'NONE' does not exist for the field 'project'."
+    site.api.delete(f"/rest/api/3/issue/{two}")
+    assert refusal(f"key in ({one}, {two})") == (
+        f"An issue with key '{two}' does not exist for field 'key'."
+    )
     refused = site.api.post(
         "/rest/api/3/search/jql",
         json={"jql": 'issue.property[syncline].correlationId = "SN-1"'},
