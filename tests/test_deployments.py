@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -56,3 +57,23 @@ def test_prefect_deploy_all_creates_the_scheduled_deployments(prefect_server: st
     assert nightly.global_concurrency_limit is not None
     assert nightly.global_concurrency_limit.limit == 1
     assert "replay-dead-letters" in deployments
+    alerts = deployments["alert-to-servicenow"]
+    assert alerts.entrypoint == "flows/alert_to_incident.py:alert_to_incident"
+    assert alerts.parameters == {"alert_spec": "alert-to-servicenow"}
+    assert alerts.global_concurrency_limit is not None
+    assert alerts.global_concurrency_limit.limit == 1
+    assert alerts.concurrency_options is not None
+    assert alerts.concurrency_options.collision_strategy.value == "CANCEL_NEW"
+
+    async def automations() -> list[Any]:
+        async with get_client() as client:
+            return await client.read_automations_by_name("alert-to-servicenow__automation_1")
+
+    (automation,) = asyncio.run(automations())
+    trigger = automation.trigger
+    assert trigger.expect == {"syncline.alert.*"}
+    assert trigger.match.model_dump()["prefect.resource.id"] == "syncline.alert.*"
+    (action,) = automation.actions
+    assert action.deployment_id == alerts.id
+    # A v1-style template: Prefect renders it with the triggering event when the action runs.
+    assert action.parameters == {"event_id": "{{ event.id }}"}

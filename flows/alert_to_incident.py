@@ -1,0 +1,119 @@
+"""Alerts to incidents: drain the gateway's outbox into ServiceNow incidents.
+
+Run by the ``alert-to-servicenow`` deployment, triggered by each ``syncline.alert.*`` event,
+and in-process by the warm path (``syncline_app.incident_path``) as deliveries arrive. Either
+way a run drains every alert delivery not yet applied, batch by batch (``syncline.incidents``:
+claimed, coalesced per alert, written through the one apply path), so the event that started
+it need not be its own: a run that was collapsed or cancelled loses nothing, and whichever
+drainer comes first applies a delivery, once.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import acreate_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from flows._prefect import load_block_value
+from syncline.alert_claims import AlertClaims
+from syncline.alert_spec import DEFAULT_ALERT_SPEC, AlertSpec, find_alert_spec
+from syncline.connect import ConnectorFactory
+from syncline.incidents import BatchReport, DrainReport, IncidentDrainer
+from syncline.settings import SynclineSettings
+from syncline.state import Ledger
+
+
+@task(name="drain-alerts", cache_policy=NO_CACHE)
+async def drain_alerts(spec: AlertSpec, max_batches: int, wait_for_others: float) -> DrainReport:
+    """Apply the waiting alert deliveries, batch by batch, until none waits."""
+    logger = get_run_logger()
+    settings = SynclineSettings()
+    factory = ConnectorFactory(load_block=load_block_value)
+    apply_spec = spec.apply_spec()
+    ledger = Ledger(settings.ledger())
+    target, lookup = factory.target(apply_spec), factory.source(apply_spec)
+
+    async def log_batch(batch: BatchReport) -> None:
+        for item in batch.incidents:
+            logger.info(
+                "%s %s (%s, %d notification%s): %s%s",
+                item.number or item.incident_key or "-",
+                item.action,
+                item.correlation_id,
+                item.notifications,
+                "" if item.notifications == 1 else "s",
+                item.title,
+                f"; {item.reason}" if item.reason else "",
+            )
+
+    try:
+        drainer = IncidentDrainer(spec, target, ledger, AlertClaims(ledger.engine), lookup=lookup)
+        return await drainer.drain(
+            flow_run_id=str(flow_run.get_id() or "") or None,
+            max_batches=max_batches,
+            wait_for_others=wait_for_others,
+            on_batch=log_batch,
+        )
+    finally:
+        await target.aclose()
+        await lookup.aclose()
+        ledger.dispose()
+
+
+@task(name="publish-incidents", cache_policy=NO_CACHE)
+async def publish_incidents(spec: AlertSpec, report: DrainReport) -> None:
+    rows = [
+        {
+            "incident": item.number or item.incident_key or "",
+            "action": item.action,
+            "alert": item.correlation_id,
+            "status": item.status,
+            "notifications": item.notifications,
+            "title": item.title,
+            "reason": item.reason or "",
+        }
+        for item in report.incidents
+    ]
+    await acreate_table_artifact(
+        key=f"{spec.name}-incidents",
+        table=rows,
+        description=(
+            f"{spec.name}: {report.count('opened')} opened, {report.count('updated')} updated, "
+            f"{report.count('resolved')} resolved, {report.count('dead-lettered')} "
+            f"dead-lettered from {report.entries} deliveries; {report.backlog} waiting"
+        ),
+    )
+
+
+@flow(name="alert-to-incident")
+async def alert_to_incident(
+    event_id: str | None = None,
+    alert_spec: str = DEFAULT_ALERT_SPEC,
+    max_batches: int = 100,
+    wait_for_others: float = 10.0,
+) -> DrainReport:
+    """Apply every alert delivery waiting in the gateway's outbox to its incident.
+
+    ``event_id`` is the triggering event's id (the outbox entry's), for the record: the run
+    drains everything waiting, that entry included unless another drainer applied it first."""
+    logger = get_run_logger()
+    spec = find_alert_spec(SynclineSettings().specs_dir, alert_spec)
+    report = await drain_alerts(spec, max_batches, wait_for_others)
+    if report.incidents:
+        await publish_incidents(spec, report)
+    logger.info(
+        "%s: %d deliveries applied in %d batch(es): %d opened, %d updated, %d resolved, "
+        "%d unchanged, %d dead-lettered; %d waiting%s",
+        spec.name,
+        report.entries,
+        report.batches,
+        report.count("opened"),
+        report.count("updated"),
+        report.count("resolved"),
+        report.count("unchanged"),
+        report.count("dead-lettered"),
+        report.backlog,
+        f" (started by event {event_id})" if event_id else "",
+    )
+    return report
