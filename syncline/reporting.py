@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from syncline.sync import SyncSummary, summary_row
 from syncline.two_way_sync import TwoWaySummary, two_way_row
 
 
-def summary_markdown(summary: SyncSummary) -> str:
-    row = summary_row(summary)
-    lines = [
-        f"# {summary.integration}",
+def _table(title: str, run: str | None, full_refresh: bool, row: dict[str, Any]) -> list[str]:
+    """A report's heading and its table of measures."""
+    return [
+        f"# {title}",
         "",
-        f"Run `{summary.flow_run_id or 'local'}`"
-        + (" (full refresh)" if summary.full_refresh else " (incremental)"),
+        f"Run `{run or 'local'}`" + (" (full refresh)" if full_refresh else " (incremental)"),
         "",
         "| measure | value |",
         "|---|---|",
         *(f"| {name.replace('_', ' ')} | {value} |" for name, value in row.items()),
     ]
+
+
+def summary_markdown(summary: SyncSummary) -> str:
+    lines = _table(
+        summary.integration, summary.flow_run_id, summary.full_refresh, summary_row(summary)
+    )
     if summary.dead_lettered:
         lines += [
             "",
@@ -29,17 +36,12 @@ def summary_markdown(summary: SyncSummary) -> str:
 
 
 def two_way_markdown(summary: TwoWaySummary) -> str:
-    row = two_way_row(summary)
-    lines = [
-        f"# {summary.integration} (both ways)",
-        "",
-        f"Run `{summary.flow_run_id or 'local'}`"
-        + (" (full refresh)" if summary.full_refresh else " (incremental)"),
-        "",
-        "| measure | value |",
-        "|---|---|",
-        *(f"| {name.replace('_', ' ')} | {value} |" for name, value in row.items()),
-    ]
+    lines = _table(
+        f"{summary.integration} (both ways)",
+        summary.flow_run_id,
+        summary.full_refresh,
+        two_way_row(summary),
+    )
     if summary.held:
         lines += [
             "",
