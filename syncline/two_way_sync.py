@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -237,6 +237,16 @@ class TwoWayRun:
             window.since or "the beginning",
         )
         return frame
+
+    async def read_keys(self, side: Side, keys: Sequence[str]) -> dict[str, SideRecord]:
+        """The records of ``keys`` on ``side`` as they are now (absent ones left out)."""
+        if not keys:
+            return {}
+        end = self.ends[side]
+        await end.source.prepare(self.fields_of(side))
+        found = self.records(side, await end.source.fetch(list(dict.fromkeys(keys))))
+        self.summary.side(side).read = len(found)
+        return found
 
     def records(self, side: Side, frame: pd.DataFrame) -> dict[str, SideRecord]:
         """The rows of ``frame`` as records by key (the last of a key wins); a row whose
@@ -691,6 +701,7 @@ async def run_two_way(
     *,
     flow_run_id: str | None = None,
     full_refresh: bool = False,
+    only: Mapping[Side, Sequence[str]] | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = log,
 ) -> TwoWaySummary:
@@ -699,6 +710,10 @@ async def run_two_way(
     The cursors are not moved here: ``finish_two_way_run`` does it once the caller has the
     summary, so a run that dies midway is run again over the same windows and, deciding from
     both sides' current values and the agreed ones, writes only what is still missing.
+
+    ``only`` carries just the records named, by side (an event: a webhook said they changed):
+    they are read as they are now, whatever the webhook held, and no cursor moves. A webhook
+    that came late, twice or out of order changes nothing the current state does not warrant.
     """
     run = TwoWayRun(
         spec,
@@ -714,10 +729,16 @@ async def run_two_way(
     run_id = flow_run_id or "local"
     ledger.run_started(spec.name, run_id, started_at=summary.started_at)
     try:
-        changed = {side: run.records(side, await run.read_changes(side)) for side in SIDES}
+        if only is None:
+            changed = {side: run.records(side, await run.read_changes(side)) for side in SIDES}
+        else:
+            changed = {side: await run.read_keys(side, only.get(side, ())) for side in SIDES}
         retried = {
             key for key in ledger.pending_dead_letter_keys(spec.name) if key[:2] in ("a:", "b:")
         }
+        if only is not None:  # an event retries the letters of its own records only
+            named = {f"{side}:{key}" for side in SIDES for key in only.get(side, ())}
+            retried &= named
         pairs = run.pair(changed, retried)
         await run.fetch_counterparts(pairs)
         summary.pairs = len(pairs)

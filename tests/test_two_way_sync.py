@@ -19,12 +19,13 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from connectors.sql.engine import make_engine
 from sandboxes.core.server import BackgroundServer
 from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
-from connectors.sql.engine import make_engine
 from syncline.connect import ConnectorFactory
 from syncline.state import Ledger
 from syncline.two_way import TwoWaySpec, load_two_way_spec
+from syncline.two_way_merge import Side
 from syncline.two_way_sync import TwoWayRun, TwoWaySummary, finish_two_way_run, open_endpoints
 from syncline.two_way_sync import run_two_way as run_two_way_engine
 
@@ -141,7 +142,7 @@ class World:
             transports={"servicenow": httpx.ASGITransport(app=self.sandbox.app)},
         )
 
-    def run(self, run_id: str = "run") -> TwoWaySummary:
+    def run(self, run_id: str = "run", only: dict[Side, list[str]] | None = None) -> TwoWaySummary:
         """One run and its cursor commit; the clock is 2 s ahead so that the read window
         (which ends a second before the run) holds the changes a test has just made."""
 
@@ -154,6 +155,7 @@ class World:
                     b,
                     self.ledger,
                     flow_run_id=run_id,
+                    only=only,
                     now=lambda: datetime.now(UTC) + timedelta(seconds=2),
                 )
             finally:
@@ -438,6 +440,32 @@ def test_a_value_without_a_counterpart_is_a_dead_letter_until_fixed(tmp_path: Pa
     incident = world.incident(world.ticket(ticket)["sn_sys_id"])
     assert (incident["short_description"], incident["urgency"]) == ("Slow VPN (all sites)", "1")
     assert world.ledger.dead_letters(world.spec.name) == []
+
+
+def test_an_event_carries_the_records_it_names_as_they_are_now(tmp_path: Path) -> None:
+    world, sys_id, ticket = synced_world(tmp_path, priority=False)
+    cursors = {
+        name: world.ledger.read_cursor(name) for name in (v.name for v in world.spec.views())
+    }
+    incident_of_ticket = world.ticket(ticket)["sn_sys_id"]
+
+    # A webhook that arrives before its change: the record is as it was, nothing moves.
+    early = world.run("early", only={"b": [str(ticket)]})
+    assert written(early) == 0
+
+    world.edit_ticket(ticket, title="Slow VPN in Zurich")
+    world.edit_incident(sys_id, short_description="Disk full on db-01 (paged)")
+    event = world.run("event", only={"b": [str(ticket)]})
+    assert world.incident(incident_of_ticket)["short_description"] == "Slow VPN in Zurich"
+    assert (event.a.updated, event.b.updated) == (1, 0)  # only the record the event named
+    # The same webhook delivered again changes nothing; no cursor moved.
+    assert written(world.run("again", only={"b": [str(ticket)]})) == 0
+    assert cursors == {name: world.ledger.read_cursor(name) for name in cursors}
+    # The next scheduled run still carries the change the event did not name.
+    world.run("scheduled")
+    assert world.ticket(int(world.incident(sys_id)["correlation_id"]))["title"] == (
+        "Disk full on db-01 (paged)"
+    )
 
 
 def test_a_run_that_dies_after_its_writes_is_rerun_without_doubling_anything(
