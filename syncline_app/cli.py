@@ -179,10 +179,20 @@ def _status(args: argparse.Namespace) -> int:
 
     settings = SynclineSettings()
     ledger = Ledger(settings.ledger())
+    # A two-way integration is loaded as its two views, each with the cursor of the side it
+    # reads; its runs and dead letters are kept under the integration's own name.
+    views: dict[str, list[str]] = {}
     for name in sorted(load_specs(settings.specs_dir)):
-        cursor = ledger.read_cursor(name)
+        owner, way = _two_way_owner(name)
+        views.setdefault(owner if way else name, []).append(name)
+    for name, parts in views.items():
+        cursors = "; ".join(
+            f"cursor{'' if part == name else ' ' + part[len(name) + 1 :]} "
+            f"{ledger.read_cursor(part) or '-'}"
+            for part in parts
+        )
         pending = len(ledger.pending_dead_letter_keys(name))
-        print(f"{name}: cursor {cursor or '-'}; {pending} pending dead letter(s)")
+        print(f"{name}: {cursors}; {pending} pending dead letter(s)")
         runs = ledger.runs(name, limit=1)
         if runs:
             last = runs[0]
@@ -200,6 +210,14 @@ def _status(args: argparse.Namespace) -> int:
                 "the next run confirms them"
             )
     return 0
+
+
+def _two_way_owner(name: str) -> tuple[str, bool]:
+    """``incidents-a-to-b`` → (``incidents``, True): the two-way integration a view is of."""
+    for suffix in ("-a-to-b", "-b-to-a"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)], True
+    return name, False
 
 
 def _up(args: argparse.Namespace) -> int:
