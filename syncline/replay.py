@@ -14,6 +14,9 @@ from connectors.base.records import RecordTarget
 from syncline.apply import Applier
 from syncline.specs import IntegrationSpec
 from syncline.state import Ledger
+from syncline.two_way import TwoWaySpec
+from syncline.two_way_merge import SIDES, Side
+from syncline.two_way_sync import Endpoint, run_two_way
 
 
 class ReplaySummary(BaseModel):
@@ -40,4 +43,33 @@ async def replay_dead_letters(
     applied = await applier.apply(pd.DataFrame.from_records([letter.payload for letter in letters]))
     summary.replayed = len(applied.through)
     summary.still_failing = applied.dead_lettered
+    return summary
+
+
+async def replay_two_way_letters(
+    spec: TwoWaySpec,
+    a: Endpoint,
+    b: Endpoint,
+    ledger: Ledger,
+    *,
+    flow_run_id: str | None = None,
+    limit: int | None = None,
+) -> ReplaySummary:
+    """A two-way integration's letters name records (``a:<key>``, ``b:<key>``), not payloads:
+    they are decided again from both sides as they are now, like an event naming them."""
+    letters = ledger.dead_letters(spec.name, status="pending")[:limit]
+    summary = ReplaySummary(integration=spec.name, attempted=len(letters))
+    only: dict[Side, list[str]] = {side: [] for side in SIDES}
+    for letter in letters:
+        side, _, key = letter.source_key.partition(":")
+        if side in only and key:
+            only["a" if side == "a" else "b"].append(key)
+    if not letters:
+        return summary
+    await run_two_way(
+        spec, a, b, ledger, flow_run_id=flow_run_id, only=only, resolves_as="replayed"
+    )
+    still = ledger.pending_dead_letter_keys(spec.name)
+    summary.still_failing = sum(letter.source_key in still for letter in letters)
+    summary.replayed = summary.attempted - summary.still_failing
     return summary

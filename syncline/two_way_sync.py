@@ -35,7 +35,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, Field
@@ -702,6 +702,7 @@ async def run_two_way(
     flow_run_id: str | None = None,
     full_refresh: bool = False,
     only: Mapping[Side, Sequence[str]] | None = None,
+    resolves_as: Literal["resolved", "replayed"] = "resolved",
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = log,
 ) -> TwoWaySummary:
@@ -752,7 +753,7 @@ async def run_two_way(
         closing = (set(through) & retried) - run.failed - run.held_keys
         if closing:
             ledger.resolve_dead_letters(
-                spec.name, sorted(closing), status="resolved", flow_run_id=flow_run_id
+                spec.name, sorted(closing), status=resolves_as, flow_run_id=flow_run_id
             )
     except BaseException as error:
         summary.finished_at = now()

@@ -23,6 +23,7 @@ from connectors.sql.engine import make_engine
 from sandboxes.core.server import BackgroundServer
 from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
 from syncline.connect import ConnectorFactory
+from syncline.replay import ReplaySummary, replay_two_way_letters
 from syncline.state import Ledger
 from syncline.two_way import TwoWaySpec, load_two_way_spec
 from syncline.two_way_merge import Side
@@ -466,6 +467,32 @@ def test_an_event_carries_the_records_it_names_as_they_are_now(tmp_path: Path) -
     assert world.ticket(int(world.incident(sys_id)["correlation_id"]))["title"] == (
         "Disk full on db-01 (paged)"
     )
+
+
+def test_a_replay_after_a_spec_fix_decides_the_parked_record_again(tmp_path: Path) -> None:
+    world, _, ticket = synced_world(tmp_path, priority=False)
+    world.edit_ticket(ticket, urgency="extreme")
+    world.run("bad")
+    assert [letter.stage for letter in world.ledger.dead_letters(world.spec.name)] == ["map"]
+
+    # The fix is in the spec (a fourth urgency); nothing changes in either system.
+    path = tmp_path / "incidents_tickets.yaml"
+    path.write_text(path.read_text().replace('"3": low}', '"3": low, "4": extreme}'))
+    world.spec = load_two_way_spec(path, environ={})
+
+    async def replay() -> ReplaySummary:
+        a, b = open_endpoints(world.spec, world.factory())
+        try:
+            return await replay_two_way_letters(world.spec, a, b, world.ledger, flow_run_id="r")
+        finally:
+            await a.aclose()
+            await b.aclose()
+
+    summary = asyncio.run(replay())
+    assert (summary.attempted, summary.replayed, summary.still_failing) == (1, 1, 0)
+    assert world.incident(world.ticket(ticket)["sn_sys_id"])["urgency"] == "4"
+    (letter,) = world.ledger.dead_letters(world.spec.name, status=None)
+    assert letter.status == "replayed"
 
 
 def test_a_run_that_dies_after_its_writes_is_rerun_without_doubling_anything(
