@@ -33,7 +33,7 @@ from connectors.base import (
     RetryPolicy,
 )
 from connectors.base.errors import UncertainWriteError
-from connectors.base.pagination import CursorTokenPaginator, PageRequest
+from connectors.base.pagination import CursorTokenPaginator, PageRequest, PageTrail
 from connectors.jira.models import (
     Comment,
     CommentPage,
@@ -327,10 +327,16 @@ class JiraClient(RestClient):
         ids = sorted(set(reconcile))
         if ids:
             body["reconcileIssues"] = ids
-        first = PageRequest("POST", f"{API}/search/jql", json=body)
+        # A search changes nothing, so a POST whose answer was lost is simply asked again
+        # (the shared ``paginate`` would treat a failed POST as a write in doubt).
+        trail = PageTrail(self.system)
         paginator = CursorTokenPaginator(last_field="isLast")
-        async for response in self.paginate(first, paginator):
+        page: PageRequest | None = PageRequest("POST", f"{API}/search/jql", json=body)
+        while page is not None:
+            trail.check(page)
+            response = await self.request(page.method, page.url, json=page.json, idempotent=True)
             yield self.decode(response, SearchPage).issues
+            page = paginator.next_request(page, response)
 
 
 def _status_name(issue: IssueBean) -> str:

@@ -14,8 +14,8 @@ create) and in a label ``syncline-<sanitised key>`` (the index). A lookup search
 **Incremental reads** (``updated``): JQL is minute-precise and in the user's time zone, so
 the window is widened (see ``connectors.jira.jql``), the rows outside the exact window are
 dropped and every issue is delivered once (by id). Reads are sorted ``updated ASC, id ASC``
-and page by minute keyset: after each page the query starts again from the minute before
-the last issue read (when that is later than where it started), following
+and page by minute keyset: after each page the query starts again from the minute of the
+last issue read (when that is later than where it started), following
 ``nextPageToken`` only inside one minute. An issue that changes mid-read moves to the end of
 the results and would shift an offset-based token past an issue not yet read; a fresh query
 from a later lower bound cannot skip. Search is eventually consistent: an issue changed a
@@ -209,11 +209,9 @@ class JiraIssueSource:
                 clauses.append(f"{field} <= {q.jql_time(upper, self.zone)}")
             jql = " AND ".join(clauses) + f" ORDER BY {field} ASC, id ASC"
             restart: datetime | None = None
+            size = min(window.batch_size, self.client.settings.page_size)
             pages = self.client.search(
-                jql,
-                native,
-                properties=[self.shape.property],
-                page_size=min(window.batch_size, self.client.settings.page_size),
+                jql, native, properties=[self.shape.property], page_size=size
             )
             async with contextlib.aclosing(pages):
                 async for page in pages:
@@ -231,9 +229,12 @@ class JiraIssueSource:
                         rows.append(record)
                     if rows:
                         yield rows
-                    last = q.parse_jira_time(page[-1].fields.get(field)) if page else None
+                    # A short page is the last: nothing more to start again for.
+                    full = len(page) >= size
+                    last = q.parse_jira_time(page[-1].fields.get(field)) if full else None
                     if last is not None:
-                        candidate = q.floor_minute(last, self.zone) - q.MINUTE
+                        # Everything before the last issue's minute has been read.
+                        candidate = q.floor_minute(last, self.zone)
                         if lower is None or candidate > lower:
                             restart = candidate
                             break
