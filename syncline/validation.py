@@ -41,3 +41,31 @@ def check_prefect_yaml(path: Path, specs: dict[str, IntegrationSpec]) -> list[st
                 f"(cron {spec.schedule.cron!r}, timezone {spec.schedule.timezone})"
             )
     return problems
+
+
+ALERT_ENTRYPOINT = "flows/alert_to_incident.py:alert_to_incident"
+
+
+def check_alert_deployments(path: Path, alert_specs: dict[str, Any]) -> list[str]:
+    """Every alert-to-incident deployment names an alert spec that exists."""
+    if not path.exists():
+        return []
+    document: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    problems: list[str] = []
+    for deployment in document.get("deployments") or []:
+        if deployment.get("entrypoint") != ALERT_ENTRYPOINT:
+            continue
+        name = deployment.get("name", "?")
+        wanted = (deployment.get("parameters") or {}).get("alert_spec", "alert-to-servicenow")
+        if wanted not in alert_specs:
+            known = ", ".join(sorted(alert_specs)) or "none"
+            problems.append(
+                f"{path}: deployment {name!r}: no alert spec named {wanted!r} in "
+                f"deployments/alerts (found: {known})"
+            )
+        if not deployment.get("triggers"):
+            problems.append(
+                f"{path}: deployment {name!r}: no triggers: alerts would reach incidents only "
+                f"through the warm path"
+            )
+    return problems

@@ -32,6 +32,8 @@ def _validate(args: argparse.Namespace) -> int:
         print(error, file=sys.stderr)
         return 1
     problems = check_prefect_yaml(Path(args.prefect_yaml), specs)
+    alert_problems, alert_lines = _validate_alert_specs(directory, Path(args.prefect_yaml))
+    problems += alert_problems
     for problem in problems:
         print(problem, file=sys.stderr)
     for name, spec in sorted(specs.items()):
@@ -39,7 +41,27 @@ def _validate(args: argparse.Namespace) -> int:
             f"ok  {name}: {spec.source.connector}:{spec.source.object} -> "
             f"{spec.target.connector}:{spec.target.object} ({len(spec.mapping)} fields)"
         )
+    for line in alert_lines:
+        print(line)
     return 1 if problems else 0
+
+
+def _validate_alert_specs(directory: Path, prefect_yaml: Path) -> tuple[list[str], list[str]]:
+    """Problems with the alert specs (``<specs>/alerts``) and their deployments; ok lines."""
+    from syncline.alert_spec import load_alert_specs
+    from syncline.specs import SpecError
+    from syncline.validation import check_alert_deployments
+
+    try:
+        alert_specs = load_alert_specs(directory)
+    except SpecError as error:
+        return error.problems, []
+    lines = [
+        f"ok  {name}: alerts -> {spec.target.connector}:{spec.target.object} "
+        f"({len(spec.routing.rules)} routing rules)"
+        for name, spec in sorted(alert_specs.items())
+    ]
+    return check_alert_deployments(prefect_yaml, dict(alert_specs)), lines
 
 
 class ConnectorInfo(Protocol):
@@ -241,6 +263,12 @@ def _gateway(args: argparse.Namespace) -> int:
     return serve(args.host, args.port, args.ledger or SynclineSettings().ledger())
 
 
+def _alerts_serve(args: argparse.Namespace) -> int:
+    from syncline_app.incident_path import serve
+
+    return serve(args.alert_spec, poll_interval=args.poll_interval)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="syncline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -302,6 +330,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="ledger holding the outbox (default: $SYNCLINE_LEDGER_URL, else the home's)",
     )
     gateway.set_defaults(handler=_gateway)
+
+    alerts = commands.add_parser("alerts", help="alerts to incidents")
+    alert_commands = alerts.add_subparsers(dest="alerts_command", required=True)
+    alerts_serve = alert_commands.add_parser(
+        "serve",
+        help="keep the incident path warm: apply alert deliveries from the gateway's outbox "
+        "to incidents as they arrive (each batch a run of the alert-to-incident flow)",
+    )
+    alerts_serve.add_argument("--alert-spec", default="alert-to-servicenow")
+    alerts_serve.add_argument(
+        "--poll-interval", type=float, default=0.25, help="seconds between looks at the outbox"
+    )
+    alerts_serve.set_defaults(handler=_alerts_serve)
     return parser
 
 

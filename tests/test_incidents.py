@@ -248,3 +248,19 @@ def test_the_alert_spec_file_loads_and_errors_name_the_line(tmp_path: Path) -> N
         load_alert_spec(bad)
     line = next(n for n, t in enumerate(bad.read_text().splitlines(), 1) if "urgncy" in t)
     assert f"bad.yaml:{line}:" in str(error.value) and "urgncy" in str(error.value)
+
+
+def test_validate_checks_the_alert_specs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from syncline_app.cli import main
+
+    (tmp_path / "alerts").mkdir()
+    text = (SPECS_DIR / "alerts" / "alert_to_servicenow.yaml").read_text()
+    (tmp_path / "alerts" / "a.yaml").write_text(text.replace("key: correlation_id", "key: number"))
+    assert main(["validate", "--specs-dir", str(tmp_path)]) == 1
+    assert "target.key must be 'correlation_id'" in capsys.readouterr().err
+    (tmp_path / "alerts" / "a.yaml").write_text(text)
+    missing = tmp_path / "none.yaml"  # no prefect.yaml: the specs alone
+    assert main(["validate", "--specs-dir", str(tmp_path), "--prefect-yaml", str(missing)]) == 0
+    assert "ok  alert-to-servicenow: alerts -> servicenow:incident" in capsys.readouterr().out
