@@ -60,6 +60,8 @@ NATIVE_FIELDS: dict[str, str] = {
 RECORD_FIELDS = ("id", "key", *NATIVE_FIELDS)
 CURSOR_FIELDS = frozenset({"updated", "created"})
 LOOKUP_CHUNK = 50
+# Jira's answer to ``key in (...)`` naming an issue that does not exist.
+MISSING_VALUE = re.compile(r"'([^']+)' does not exist for field")
 
 
 def is_known_field(name: str, correlation_field: str) -> bool:
@@ -186,7 +188,7 @@ class JiraIssueSource:
 
     # --- reads -----------------------------------------------------------------------------
 
-    async def _issues(
+    async def records_in(
         self, window: ReadWindow, names: Sequence[str], scoped: bool = True
     ) -> AsyncIterator[list[dict[str, Any]]]:
         """Flat records in the window, each once, page by page (see the module docstring)."""
@@ -245,7 +247,7 @@ class JiraIssueSource:
     async def read(self, window: ReadWindow) -> AsyncIterator[pd.DataFrame]:
         columns = self._columns([window.cursor_field] if window.cursor_field else [])
         pending: list[dict[str, Any]] = []
-        async for rows in self._issues(window, columns):
+        async for rows in self.records_in(window, columns):
             pending.extend(rows)
             if len(pending) >= window.batch_size:
                 yield _frame(pending, columns)
@@ -256,14 +258,47 @@ class JiraIssueSource:
     async def read_keys(
         self, window: ReadWindow, *, scoped: bool = True
     ) -> AsyncIterator[list[str]]:
-        async for rows in self._issues(window, [self.key], scoped):
+        async for rows in self.records_in(window, [self.key], scoped):
             yield [str(row[self.key]) for row in rows]
 
     async def in_scope(self, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` exist now and match the filter, asked of search in chunks. Keys
+        search does not show (deleted, or changed too recently to be indexed) are read one
+        GET each and judged with ``reconcileIssues``: search's lag never makes an issue look
+        out of scope (which would delete it downstream)."""
         wanted = _distinct(keys)
-        found = await self._current(wanted, [self.key, "project"], by=self.key)
-        matched = await self._in_filter(list(found.values()))
-        return {key for key, issue in found.items() if issue.id in matched}
+        found: set[str] = set()
+        for start in range(0, len(wanted), LOOKUP_CHUNK):
+            found |= await self._searched(wanted[start : start + LOOKUP_CHUNK])
+        rest = [key for key in wanted if key not in found]
+        if rest:
+            issues = await self.issues_by_key(rest, [self.key, "project"], by=self.key)
+            matched = await self._in_filter(list(issues.values()))
+            found |= {key for key, issue in issues.items() if issue.id in matched}
+        return found
+
+    async def _searched(self, keys: list[str]) -> set[str]:
+        """Which of ``keys`` search shows in scope. Jira refuses ``key in (...)`` as a whole
+        when one key names no issue: that key is left out and the query asked again."""
+        by_spelling = {key.upper(): key for key in keys}
+        while by_spelling:
+            values = list(by_spelling.values())
+            listed = q.value_list(values) if self.key == "key" else f"({', '.join(values)})"
+            jql = " AND ".join([*self._scope(), f"{self.key} in {listed}"])
+            try:
+                return {
+                    by_spelling[str(getattr(issue, self.key)).upper()]
+                    async for page in self.client.search(jql, ["project"])
+                    for issue in page
+                    if str(getattr(issue, self.key)).upper() in by_spelling
+                }
+            except FatalError as error:
+                named = MISSING_VALUE.search(str(error.detail or ""))
+                if error.status != 400 or named is None:
+                    raise
+                if by_spelling.pop(named.group(1).upper(), None) is None:
+                    return set()  # refused for a reason of its own: each is read by GET
+        return set()
 
     async def fetch(self, keys: Sequence[str], *, by: str | None = None) -> pd.DataFrame:
         """The issues of ``keys`` as they are now and in scope. By key or id each is read
@@ -273,7 +308,7 @@ class JiraIssueSource:
         columns = self._columns([field])
         wanted = _distinct(keys)
         if field in ("key", "id"):
-            found = await self._current(wanted, columns, by=field)
+            found = await self.issues_by_key(wanted, columns, by=field)
             rows = [self.shape.flatten(issue) for issue in found.values()]
             in_scope = await self._in_filter(list(found.values()))
             rows = [row for row in rows if row["id"] in in_scope]
@@ -306,7 +341,7 @@ class JiraIssueSource:
                         rows.append(record)
         return rows
 
-    async def _current(
+    async def issues_by_key(
         self, keys: Sequence[str], names: Sequence[str], *, by: str = "key"
     ) -> dict[str, IssueBean]:
         """The issues of ``keys`` (by key or id) that exist, read one GET each."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any
 
 import pandas as pd
@@ -83,7 +83,11 @@ class JiraIssueTarget:
             for row in batch.to_dict(orient="records")
         ]
         result = WriteResult()
-        rows = [row for row in rows if row.get(key) is not None]
+        for row in rows:
+            if row.get(key) is None or str(row[key]) == "":
+                reason = f"jira: the record has no {key} to write it by"
+                result.rejected.append(RejectedRecord("", reason, _payload(row)))
+        rows = [row for row in rows if row.get(key) is not None and str(row[key]) != ""]
         if not rows:
             return result
         values = list(dict.fromkeys(str(row[key]) for row in rows))
@@ -93,7 +97,7 @@ class JiraIssueTarget:
             found = await self.reader.by_correlation(values, names, scoped=False)
             current = _first_by(found, key)
         else:
-            issues = await self.reader._current(values, names, by=key)
+            issues = await self.reader.issues_by_key(values, names, by=key)
             current = {value: self.shape.flatten(issue) for value, issue in issues.items()}
 
         async def write(row: dict[str, Any]) -> None:
@@ -121,7 +125,7 @@ class JiraIssueTarget:
                         raise
                     result.rejected.append(RejectedRecord(value, str(error), _payload(row)))
 
-        await asyncio.gather(*(write(row) for row in rows))
+        await _all([write(row) for row in rows])
         return result
 
     # --- creates --------------------------------------------------------------------------
@@ -241,7 +245,7 @@ class JiraIssueTarget:
     async def read_keys(self, key: str) -> AsyncIterator[list[str]]:
         """Every correlation value (or key) the project's issues hold."""
         names = [key, "updated"]
-        async for rows in self.reader._issues(ReadWindow("updated"), names, scoped=False):
+        async for rows in self.reader.records_in(ReadWindow("updated"), names, scoped=False):
             yield [str(row[key]) for row in rows if row.get(key)]
 
     def call_stats(self) -> CallStats | None:
@@ -249,6 +253,20 @@ class JiraIssueTarget:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+async def _all(work: list[Coroutine[Any, Any, None]]) -> None:
+    """Run ``work`` concurrently; the first unexpected failure cancels the rest and is raised
+    as itself (not as an exception group), so callers see the connector's own error."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for item in work:
+                group.create_task(item)
+    except BaseExceptionGroup as failed:
+        first: BaseException = failed
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from first.__cause__
 
 
 def _clean(value: Any) -> Any:

@@ -173,6 +173,24 @@ def test_fetch_by_key_and_by_correlation_and_scope_under_search_lag() -> None:
     on_site(work, search_lag_ms=600_000)
 
 
+def test_scope_of_keys_survives_a_deleted_issue_which_jira_refuses_in_key_in() -> None:
+    async def work(site: Site) -> None:
+        keys = [await create(site, f"issue {n}", DAY, priority={"name": "High"}) for n in range(3)]
+        with site.sandbox.store.lock:
+            store = site.sandbox.store
+            store.delete(store.find(keys[1]), "me")
+        source = site.source(jql_filter="priority = High")
+        assert await source.in_scope([*keys, "OPS-404"]) == {keys[0], keys[2]}
+        asked = [body["jql"] for body in site.transport.bodies("/search/jql")]
+        assert 'key in ("OPS-1", "OPS-2", "OPS-3", "OPS-404")' in asked[0]
+        assert 'key in ("OPS-1", "OPS-3")' in asked[-1]  # each refused key left out in turn
+        # Only the keys search did not show are read one by one (search may lag).
+        gets = sorted(r.url.path for r in site.transport.sent if r.method == "GET")
+        assert gets == ["/rest/api/3/issue/OPS-2", "/rest/api/3/issue/OPS-404"]
+
+    on_site(work)
+
+
 def test_upsert_by_correlation_creates_once_then_writes_only_changes() -> None:
     async def work(site: Site) -> None:
         target = site.target()
@@ -250,15 +268,16 @@ def test_a_refused_record_is_rejected_with_the_field_named_and_the_rest_written(
     async def work(site: Site) -> WriteResult:
         frame = pd.DataFrame(
             {
-                "correlation_id": ["OK-1", "BAD-1", "BAD-2"],
-                "summary": ["fine", "wrong priority", "nowhere to go"],
-                "priority": ["Low", "Urgent", "Low"],
-                "status": ["To Do", "To Do", "Nowhere"],
+                "correlation_id": ["OK-1", "BAD-1", "BAD-2", None],
+                "summary": ["fine", "wrong priority", "nowhere to go", "no key"],
+                "priority": ["Low", "Urgent", "Low", "Low"],
+                "status": ["To Do", "To Do", "Nowhere", "To Do"],
             }
         )
         result = await site.target().upsert(frame, "correlation_id")
         by_key = {rejected.key: rejected for rejected in result.rejected}
-        assert set(by_key) == {"BAD-1", "BAD-2"}
+        assert set(by_key) == {"BAD-1", "BAD-2", ""}
+        assert "no correlation_id to write it by" in by_key[""].reason
         assert "HTTP 400" in by_key["BAD-1"].reason
         assert "priority: Specify the Priority" in by_key["BAD-1"].reason
         assert by_key["BAD-1"].payload["summary"] == "wrong priority"
