@@ -27,12 +27,8 @@ from connectors.base.records import Column, DeleteRule, ReadWindow, RejectedReco
 from connectors.base.stats import CallStats
 from connectors.jira.client import JiraClient
 from connectors.jira.models import text_to_adf
-from connectors.jira.records import (
-    CUSTOM_FIELD,
-    RECORD_FIELDS,
-    JiraIssueSource,
-    is_known_field,
-)
+from connectors.jira.records import JiraIssueSource
+from connectors.jira.shape import CUSTOM_FIELD, RECORD_FIELDS, is_known_field
 
 log = logging.getLogger("syncline.connectors.jira")
 
