@@ -98,30 +98,41 @@ class JiraIssueTarget:
 
         async def write(row: dict[str, Any]) -> None:
             value = str(row[key])
-            async with self._slots:
-                try:
-                    existing = current.get(value)
-                    if existing is None and not by_correlation:
-                        raise FatalError(
-                            self.system, f"issue {value} does not exist (deleted or moved)"
-                        )
-                    if existing is None:
-                        existing = await self._create(row, value)
-                        result.created.append(value)
-                        result.assigned_keys[value] = str(existing[self.record_key])
-                        await self._move(existing, row)
-                        return
+            try:
+                existing = current.get(value)
+                if existing is None and not by_correlation:
+                    raise FatalError(
+                        self.system, f"issue {value} does not exist (deleted or moved)"
+                    )
+                if existing is None:
+                    existing = await self._create(row, value)
+                    current[value] = {**existing, key: value}
+                    result.created.append(value)
                     result.assigned_keys[value] = str(existing[self.record_key])
-                    if await self._update(existing, row):
-                        result.updated.append(value)
-                    else:
-                        result.unchanged += 1
-                except FatalError as error:
-                    if error.status == 401:
-                        raise
-                    result.rejected.append(RejectedRecord(value, str(error), _payload(row)))
+                    await self._move(existing, row)
+                    return
+                result.assigned_keys[value] = str(existing[self.record_key])
+                if await self._update(existing, row):
+                    result.updated.append(value)
+                else:
+                    result.unchanged += 1
+            except FatalError as error:
+                if error.status == 401:
+                    raise
+                result.rejected.append(RejectedRecord(value, str(error), _payload(row)))
 
-        await _all([write(row) for row in rows])
+        # Rows with the same key go one after the other (a second create of the same
+        # correlation value would make a second issue); different keys concurrently.
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            groups.setdefault(str(row[key]), []).append(row)
+
+        async def write_all(group: list[dict[str, Any]]) -> None:
+            async with self._slots:
+                for row in group:
+                    await write(row)
+
+        await _all([write_all(group) for group in groups.values()])
         return result
 
     # --- creates --------------------------------------------------------------------------

@@ -241,6 +241,18 @@ def test_upsert_by_correlation_creates_once_then_writes_only_changes() -> None:
     on_site(work)
 
 
+def test_two_rows_with_one_correlation_value_make_one_issue_the_last_row_winning() -> None:
+    async def work(site: Site) -> WriteResult:
+        frame = pd.DataFrame({"correlation_id": ["INC5", "INC5"], "summary": ["first", "second"]})
+        result = await site.target().upsert(frame, "correlation_id")
+        assert site.sandbox.keys() == ["OPS-1"]
+        assert site.sandbox.issue("OPS-1")["fields"]["summary"] == "second"
+        return result
+
+    result = on_site(work)
+    assert result.created == ["INC5"] and result.updated == ["INC5"]
+
+
 @pytest.mark.parametrize("kind", ["drop_after_commit", "error_after_commit", "error_before_commit"])
 def test_a_create_whose_outcome_is_unknown_is_looked_up_not_doubled(kind: str) -> None:
     async def work(site: Site) -> WriteResult:
