@@ -225,12 +225,13 @@ class JiraClient(RestClient):
         when it is there already. A transition whose answer was lost is settled by reading
         the status back, never by sending it blindly again."""
         wanted = status.strip().casefold()
+        sent = False  # a transition in doubt that read back as done was ours
         for _ in range(self.retry.max_attempts):
             current = await self.get_issue(id_or_key, ["status"])
             if current is None:
                 raise NotFoundError(self.system, f"issue {id_or_key} does not exist")
             if _status_name(current).casefold() == wanted:
-                return False
+                return sent
             offered = await self.transitions(id_or_key)
             chosen = next((t for t in offered if t.to.name.casefold() == wanted), None)
             if chosen is None:
@@ -249,6 +250,7 @@ class JiraClient(RestClient):
                 )
             except UncertainWriteError as error:
                 self.log.warning("jira: %s; reading %s's status back", error, id_or_key)
+                sent = True
                 continue
             return True
         raise FatalError(self.system, f"issue {id_or_key}: the transition to {status!r} failed")

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 from pydantic import SecretStr, ValidationError
 
@@ -100,6 +101,26 @@ def test_transitions_go_by_the_target_status_name() -> None:
         assert "'Reopen' → 'To Do'" in message  # what the workflow offers instead
         posted = site.transport.bodies("/transitions")
         assert [body["transition"]["id"] for body in posted] == ["21", "31"]
+
+    on_site(work)
+
+
+def test_a_transition_whose_answer_is_lost_is_read_back_not_sent_again() -> None:
+    async def work(site: Site) -> None:
+        created = await site.client.create_issue(FIELDS)
+
+        def once(request: httpx.Request, response: httpx.Response | None) -> None:
+            if response is None:
+                site.sandbox.faults = FaultConfig()
+
+        site.sandbox.faults = FaultConfig(
+            write_fault_every=1, write_fault_kinds=["drop_after_commit"]
+        )
+        site.transport.after = once
+        assert await site.client.transition_to(created.key, "Done") is True
+        assert site.sandbox.stats.write_faults["drop_after_commit"] == 1
+        assert site.sandbox.issue(created.key)["fields"]["status"]["name"] == "Done"
+        assert len(site.transport.bodies("/transitions")) == 1
 
     on_site(work)
 
