@@ -50,6 +50,8 @@ class JiraIssueTarget:
         self.shape = self.reader.shape
         self.record_key = client.settings.record_key
         self._slots = asyncio.Semaphore(concurrency)
+        # Issues created through this target, by correlation value, until search shows them.
+        self._made: dict[str, dict[str, Any]] = {}
 
     async def prepare(self, columns: Sequence[Column], key: str) -> None:
         if key not in ("key", "id", self.shape.correlation_field):
@@ -92,6 +94,10 @@ class JiraIssueTarget:
         if by_correlation:
             found = await self.reader.by_correlation(values, names, scoped=False)
             current = _first_by(found, key)
+            # Issues this target made may not be searchable yet (search lags behind writes).
+            for value in values:
+                if value not in current and value in self._made:
+                    current[value] = self._made[value]
         else:
             issues = await self.reader.issues_by_key(values, names, by=key)
             current = {value: self.shape.flatten(issue) for value, issue in issues.items()}
@@ -107,6 +113,7 @@ class JiraIssueTarget:
                 if existing is None:
                     existing = await self._create(row, value)
                     current[value] = {**existing, key: value}
+                    self._made[value] = current[value]
                     result.created.append(value)
                     result.assigned_keys[value] = str(existing[self.record_key])
                     await self._move(existing, row)

@@ -155,9 +155,11 @@ def test_fetch_by_key_and_by_correlation_and_scope_under_search_lag() -> None:
                 "priority": ["High", "Low"],
             }
         )
-        # Lookups by label cannot reconcile: under lag they find nothing, so creates go on.
         result = await target.upsert(frame, "correlation_id")
         assert result.assigned_keys == {"A-1": "OPS-1", "A-2": "OPS-2"}
+        # Search does not show them yet; the target remembers what it made.
+        again = await target.upsert(frame, "correlation_id")
+        assert not again.created and site.sandbox.keys() == ["OPS-1", "OPS-2"]
         source = site.source(jql_filter="priority = High")
         found = await source.fetch(["OPS-1", "OPS-2", "OPS-9"])
         assert list(found["key"]) == ["OPS-1"]  # OPS-2 out of scope, OPS-9 absent
