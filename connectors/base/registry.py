@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from connectors.base.records import RecordSource, RecordTarget
 
 ENTRY_POINT_GROUP = "syncline.connectors"
-BUILTIN_MODULES = ("connectors.servicenow", "connectors.sql")
+BUILTIN_MODULES = ("connectors.jira", "connectors.servicenow", "connectors.sql")
 OPERATIONS = frozenset({"read", "read_keys", "write", "delete"})
 
 
