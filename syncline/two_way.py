@@ -69,9 +69,10 @@ class TwoWayField(StrictModel):
     """One field kept in step: its name on each side, its direction and its conflict policy.
 
     Value maps translate between the sides' codes. On a ``both`` field a value travels out and
-    back, so the two maps must undo each other: otherwise a value would change on its way back
-    and the two sides would keep rewriting each other. One map alone is inverted for the other
-    way, which needs it to be one-to-one.
+    back, so what B's value is written to A as must read back as that value: otherwise it would
+    change on its way back and the two sides would keep rewriting each other. Several A codes
+    may share one B value (``map_b_to_a`` then names the code to write); one map alone is
+    inverted for the other way, which needs it to be one-to-one.
     """
 
     a: str = Field(min_length=1, description="the field's name in A")
@@ -134,27 +135,32 @@ class TwoWayField(StrictModel):
     def _inverse_maps(self) -> list[Problem]:
         forward, backward = self.map_a_to_b, self.map_b_to_a
         if forward is not None and backward is not None:
+            # Several A codes may share one B value (ServiceNow's Resolved and Closed are both
+            # Jira's Done), as long as what B's value is written to A as reads back as that
+            # value: otherwise the field would change on its way back and echo for ever.
             problems: list[Problem] = [
                 (
                     ("map_b_to_a", value),
-                    f"map_a_to_b gives {value!r} for {code!r}, so map_b_to_a must give {code!r} "
-                    f"for {value!r}, not {backward[value]!r}"
-                    if value in backward
-                    else f"map_a_to_b gives {value!r} for {code!r}, so map_b_to_a needs "
-                    f"{value!r}: {code!r}",
-                )
-                for code, value in forward.items()
-                if backward.get(value) != code
-            ]
-            problems += [
-                (
-                    ("map_b_to_a", value),
-                    f"map_b_to_a gives {code!r} for {value!r}, so map_a_to_b needs "
-                    f"{code!r}: {value!r}",
+                    f"map_b_to_a gives {code!r} for {value!r}, but map_a_to_b gives "
+                    f"{forward[code]!r} for {code!r}: {value!r} written to A would read back "
+                    f"as {forward[code]!r}"
+                    if code in forward
+                    else f"map_b_to_a gives {code!r} for {value!r}, which map_a_to_b lacks: "
+                    f"add {code!r}: {value!r} to map_a_to_b",
                 )
                 for value, code in backward.items()
-                if code not in forward
+                if forward.get(code) != value
             ]
+            if self.direction == "both":
+                problems += [
+                    (
+                        ("map_b_to_a",),
+                        f"map_a_to_b gives {value!r} for {code!r}, so map_b_to_a needs "
+                        f"{value!r} (the A code to write when B holds it)",
+                    )
+                    for code, value in forward.items()
+                    if value not in backward
+                ]
             return problems
         if self.direction == "both":
             for name, table in (("map_a_to_b", forward), ("map_b_to_a", backward)):
@@ -165,7 +171,7 @@ class TwoWayField(StrictModel):
                             (name,),
                             f"{name} gives {shared[1]!r} for both {shared[0][0]!r} and "
                             f"{shared[0][1]!r}, so the way back cannot tell them apart; give "
-                            "both maps, each the inverse of the other",
+                            "map_b_to_a too, naming the code to write for each value",
                         )
                     ]
         return []

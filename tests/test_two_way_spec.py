@@ -140,9 +140,21 @@ def test_value_maps_that_are_not_inverses(tmp_path: Path) -> None:
         load_two_way_spec(path, environ=ENV)
     line = line_of(path, "map_b_to_a:")
     assert caught.value.problems == [
-        f"{path}:{line}: fields.urgency.map_b_to_a.medium: map_a_to_b gives 'medium' for '2', "
-        "so map_b_to_a must give '2' for 'medium', not '3'",
+        f"{path}:{line}: fields.urgency.map_b_to_a.medium: map_b_to_a gives '3' for 'medium', "
+        "but map_a_to_b gives 'low' for '3': 'medium' written to A would read back as 'low'",
     ]
+
+
+def test_several_a_codes_may_share_a_b_value_when_the_way_back_reads_back_the_same(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        '"3": low}}',
+        '"3": low, "4": low},\n             map_b_to_a: {high: "1", medium: "2", low: "3"}}',
+    )
+    spec = load_two_way_spec(path, environ=ENV)
+    assert spec.fields["urgency"].value_map("b_to_a") == {"high": "1", "medium": "2", "low": "3"}
 
 
 def test_one_map_on_a_both_ways_field_must_be_one_to_one(tmp_path: Path) -> None:
