@@ -24,13 +24,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from syncline.outbox import OutboxEntry, _entry, gateway_outbox
+# The module, not its names: syncline.state imports this module while the outbox may still be
+# importing syncline.state (whichever of them is imported first).
+from syncline import outbox
 from syncline.state import metadata
+
+if TYPE_CHECKING:
+    from syncline.outbox import OutboxEntry
 
 ALERT_EVENT_PATTERN = "syncline.alert.%"
 
@@ -89,9 +94,9 @@ def _utc(value: datetime) -> datetime:
 def _unapplied() -> sa.ColumnElement[bool]:
     """Alert entries with no application row."""
     applied = sa.select(alert_applications.c.outbox_id).where(
-        alert_applications.c.outbox_id == gateway_outbox.c.id
+        alert_applications.c.outbox_id == outbox.gateway_outbox.c.id
     )
-    return sa.and_(gateway_outbox.c.event.like(ALERT_EVENT_PATTERN), ~sa.exists(applied))
+    return sa.and_(outbox.gateway_outbox.c.event.like(ALERT_EVENT_PATTERN), ~sa.exists(applied))
 
 
 class AlertClaims:
@@ -109,9 +114,9 @@ class AlertClaims:
     def waiting(self, limit: int) -> list[Subject]:
         """The alerts of the oldest ``limit`` unapplied entries, oldest first (claimed or not)."""
         query = (
-            sa.select(gateway_outbox.c.source, gateway_outbox.c.subject_key)
+            sa.select(outbox.gateway_outbox.c.source, outbox.gateway_outbox.c.subject_key)
             .where(_unapplied())
-            .order_by(gateway_outbox.c.seq)
+            .order_by(outbox.gateway_outbox.c.seq)
             .limit(limit)
         )
         with self.engine.connect() as connection:
@@ -120,7 +125,7 @@ class AlertClaims:
 
     def backlog(self) -> int:
         """Alert entries not yet applied."""
-        query = sa.select(sa.func.count()).select_from(gateway_outbox).where(_unapplied())
+        query = sa.select(sa.func.count()).select_from(outbox.gateway_outbox).where(_unapplied())
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
 
@@ -167,12 +172,16 @@ class AlertClaims:
         """Every unapplied entry about ``subjects`` (held by the caller), in arrival order."""
         if not subjects:
             return []
-        wanted = sa.tuple_(gateway_outbox.c.source, gateway_outbox.c.subject_key).in_(
+        wanted = sa.tuple_(outbox.gateway_outbox.c.source, outbox.gateway_outbox.c.subject_key).in_(
             list(subjects)
         )
-        query = sa.select(gateway_outbox).where(_unapplied(), wanted).order_by(gateway_outbox.c.seq)
+        query = (
+            sa.select(outbox.gateway_outbox)
+            .where(_unapplied(), wanted)
+            .order_by(outbox.gateway_outbox.c.seq)
+        )
         with self.engine.connect() as connection:
-            return [_entry(row) for row in connection.execute(query)]
+            return [outbox._entry(row) for row in connection.execute(query)]
 
     def record(
         self,
