@@ -7,7 +7,9 @@ Deliveries go out one at a time, in publish order, from one thread, so a test ca
 ``wait_idle`` and then look at what a receiver got. With ``duplicate_probability`` a
 delivered payload is sometimes sent a second time with the same delivery id (at-least-once
 delivery, as vendors warn), drawn from a generator seeded by ``seed`` so runs repeat.
-``redeliver`` queues a past delivery again (same id, same bytes).
+``redeliver`` queues a past delivery again (same id, same bytes). A subscription may carry
+fixed ``headers`` sent with each of its deliveries (a shared-secret header, for vendors that
+authenticate with one instead of signing).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ EventFilter = Callable[[str, Any], bool]
 @dataclass(slots=True)
 class Subscription:
     """A registered receiver: where to POST, the secret to sign with (None: unsigned), the
-    event names it wants (empty: all) and an optional vendor filter (e.g. Jira's JQL)."""
+    event names it wants (empty: all), an optional vendor filter (e.g. Jira's JQL) and fixed
+    headers sent with every delivery."""
 
     id: str
     url: str
@@ -39,6 +42,7 @@ class Subscription:
     events: list[str] = field(default_factory=list)
     name: str = ""
     accepts: EventFilter | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
     def wants(self, event: str, subject: Any) -> bool:
         if self.events and event not in self.events:
@@ -76,7 +80,7 @@ class WebhookOutbox:
         self,
         scheme: SigningScheme,
         *,
-        delivery_id_header: str,
+        delivery_id_header: str | None,
         retry_count_header: str | None = None,
         retried_statuses: Collection[int] = frozenset({408, 429}),
         backoff_seconds: Sequence[float] = (0.05, 0.1, 0.2, 0.4),
@@ -113,9 +117,10 @@ class WebhookOutbox:
         events: Sequence[str] = (),
         name: str = "",
         accepts: EventFilter | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Subscription:
         subscription = Subscription(
-            str(uuid.uuid4()), url, secret, list(events), name or url, accepts
+            str(uuid.uuid4()), url, secret, list(events), name or url, accepts, dict(headers or {})
         )
         with self._lock:
             self._subscriptions[subscription.id] = subscription
@@ -194,7 +199,11 @@ class WebhookOutbox:
         sender = self._senders.get(subscription.id)
         if sender is None:
             sender = self._senders[subscription.id] = WebhookSender(
-                subscription.url, subscription.secret, self.scheme, **self._sender_settings
+                subscription.url,
+                subscription.secret,
+                self.scheme,
+                extra_headers=subscription.headers,
+                **self._sender_settings,
             )
         delivery_id = str(uuid.uuid4())
         sent = SentDelivery(event, subscription.id, Delivery(delivery_id, b"", {}))

@@ -1,14 +1,15 @@
 """Webhook deliveries as vendors send them: signed, identified, retried and re-deliverable.
 
-A vendor simulator that notifies a receiver (Jira, GitHub, PagerDuty ...) declares how it
-signs (``SigningScheme``: HMAC-SHA256 over the raw body, hex digest, in the header and with
-the prefix the vendor documents) and hands ``WebhookSender`` its JSON payloads. Each delivery
-gets an id sent in a header (``X-Delivery-Id`` unless the vendor names another, e.g. GitHub's
-``X-GitHub-Delivery``), is POSTed with its signature, and is retried with exponential back-off
-when the receiver cannot take it (connection errors, timeouts, 408, 429 and 5xx), as vendors
-retry; any other 4xx is final. ``redeliver`` sends a delivery again with the same id and the
-same bytes, as a vendor's "redeliver" button does, so a receiver can be tested for
-idempotency. ``verify`` is the receiver's side of the scheme, for tests.
+A vendor simulator that notifies a receiver (Jira, GitHub, PagerDuty ...) declares how it signs
+(``SigningScheme``: HMAC-SHA256 over the raw body, hex digest, in the header and with the
+prefix the vendor documents) and hands ``WebhookSender`` its JSON payloads. Each delivery gets
+an id sent in a header (``X-Delivery-Id`` unless the vendor names another, e.g. GitHub's
+``X-GitHub-Delivery``; None: no such header, as a ServiceNow REST message sends none), is
+POSTed with its signature, and is retried with exponential back-off when the receiver cannot
+take it (connection errors, timeouts, 408, 429 and 5xx), as vendors retry; any other 4xx is
+final. ``redeliver`` sends a delivery again with the same id and the same bytes, as a vendor's
+"redeliver" button does, so a receiver can be tested for idempotency. ``verify`` is the
+receiver's side of the scheme, for tests.
 
 Vendors differ in the details, which the sender takes as settings: the statuses retried
 (``retried_statuses``: Jira also retries 409 and 425), a header counting earlier attempts
@@ -102,7 +103,7 @@ class WebhookSender:
         secret: str | bytes | None,
         scheme: SigningScheme,
         *,
-        delivery_id_header: str = "X-Delivery-Id",
+        delivery_id_header: str | None = "X-Delivery-Id",
         extra_headers: Mapping[str, str] | None = None,
         retried_statuses: Collection[int] = _RETRIED_STATUSES,
         retry_count_header: str | None = None,
@@ -132,11 +133,9 @@ class WebhookSender:
         """Serialise ``payload`` to JSON, sign it and POST it, retrying as the vendor does."""
         body = orjson.dumps(payload)
         delivery_id = delivery_id or str(uuid.uuid4())
-        headers = {
-            **self._extra_headers,
-            "Content-Type": "application/json",
-            self.delivery_id_header: delivery_id,
-        }
+        headers = {**self._extra_headers, "Content-Type": "application/json"}
+        if self.delivery_id_header is not None:
+            headers[self.delivery_id_header] = delivery_id
         if self._secret is not None:
             headers[self.scheme.header] = self.scheme.signature(self._secret, body)
         delivery = Delivery(delivery_id, body, headers)

@@ -21,6 +21,11 @@ clients:
 * ``GET /sandbox/servicenow/stats``: request counts (rate limiting, write faults, creates).
 * ``GET /sandbox/servicenow/correlations/{table}``: API creates per correlation value,
   ``{"field", "creates", "duplicated"}`` (``duplicated``: the values created more than once).
+* ``GET|POST /sandbox/servicenow/outbound-rest`` ``{"url", "header_name", "header_value",
+  "tables", "operations", "name"}``: list or register a receiver of outbound REST messages
+  (201); ``DELETE /sandbox/servicenow/outbound-rest/{id}`` (see ``outbound``).
+* ``GET /sandbox/servicenow/webhooks/deliveries`` and ``POST .../deliveries/{id}/redeliver``:
+  the outbound deliveries with their attempts, and sending one again.
 
 The faults, clock, rate-limit and stats routes are the core's standard admin routes
 (``sandboxes.core.vendor``); the loopback guard, body validation and ``/healthz`` come from

@@ -27,6 +27,13 @@ class ServiceNowSandboxConfig(pydantic.BaseModel):
     invalid_query_returns_no_rows: bool = False
     # How far the instance's running clock is ahead of real time (negative: behind).
     clock_offset_seconds: float = 0.0
+    # Outbound REST messages (``outbound``): the chance a delivered body is sent a second
+    # time (seeded by ``seed``), the waits before retries, the attempts per delivery, and the
+    # fields sent as ``fields`` (empty: no ``fields`` key, as Syncline's documented rule).
+    outbound_duplicate_probability: float = pydantic.Field(default=0.0, ge=0.0, le=1.0)
+    outbound_backoff_seconds: list[float] = pydantic.Field(default_factory=lambda: [0.05, 0.1, 0.2])
+    outbound_max_attempts: int = pydantic.Field(default=4, ge=1)
+    outbound_fields: list[str] = pydantic.Field(default_factory=list)
 
 
 class SandboxStats(RequestStats):

@@ -1,6 +1,8 @@
 """The instance's records as the instance itself writes them: the Python API tests and admin
 routes use (insert, update, delete, realistic changes), and the create/modify path the Table
-API shares, with its automatic ``sys_*`` fields and the incident business rules."""
+API shares, with its automatic ``sys_*`` fields, the incident business rules, the journal
+fields (``journal``) and the committed writes told to the after business rules
+(``commits``)."""
 
 from __future__ import annotations
 
@@ -11,14 +13,19 @@ from typing import Any
 
 from sandboxes.servicenow import seed as seed_data
 from sandboxes.servicenow.api import SYS_ID, JsonValue, Record, canonical, stored_text
+from sandboxes.servicenow.commits import CommitListener, Operation, RecordCommit, changed_fields
 from sandboxes.servicenow.encoded_query import FieldKind, format_timestamp
 from sandboxes.servicenow.incident_rules import apply_incident_rules
+from sandboxes.servicenow.journal import JOURNAL_FIELDS, JOURNAL_TABLE, journal_row, split_journal
 from sandboxes.servicenow.query import QueryEngine
 from sandboxes.servicenow.schema import STRING, TableDefinition
 
 
 class RecordStore(QueryEngine):
     """Records written the way the instance writes them."""
+
+    # Told of every committed write to a table it wants (see ``commits``); None: nobody.
+    commit_listener: CommitListener | None = None
 
     # --- Python API -----------------------------------------------------------------------
 
@@ -70,6 +77,7 @@ class RecordStore(QueryEngine):
             root = self._storage_root(table)
             del self._store(root).records[sys_id]
             self._changed(root, sys_id)
+            self._announce(definition, "delete", record, (), {})
             return True
 
     def get(self, table: str, sys_id: str) -> dict[str, Any] | None:
@@ -122,7 +130,9 @@ class RecordStore(QueryEngine):
             text_fields = tuple(
                 name
                 for name, field_definition in definition.fields.items()
-                if field_definition.kind is FieldKind.STRING and not name.startswith("sys_")
+                if field_definition.kind is FieldKind.STRING
+                and not name.startswith("sys_")
+                and name not in JOURNAL_FIELDS
             )
             root = self._storage_root(definition.name)
             change = seed_data.realistic_change(root, record, rng, self._change_pool(), text_fields)
@@ -165,6 +175,7 @@ class RecordStore(QueryEngine):
         suppress_auto_sys_fields: bool,
     ) -> Record:
         store = self._store(self._storage_root(table.name))
+        fields, notes = split_journal(self._storage_root(table.name), fields)
         requested_id = fields.get("sys_id", "").lower()
         if SYS_ID.fullmatch(requested_id) and requested_id not in store.records:
             sys_id = requested_id
@@ -202,6 +213,8 @@ class RecordStore(QueryEngine):
             )
         store.records[sys_id] = record
         self._changed(self._storage_root(table.name), sys_id)
+        self._append_journal(table, record, notes, user=user, at=now_text)
+        self._announce(table, "insert", record, changed_fields(None, record, notes), notes)
         return record
 
     def _modify(
@@ -213,6 +226,8 @@ class RecordStore(QueryEngine):
         user: str,
         suppress_auto_sys_fields: bool,
     ) -> None:
+        changes, notes = split_journal(self._storage_root(table.name), changes)
+        before = dict(record) if self._listened(table) else None
         for name, value in changes.items():
             if name in ("sys_id", "sys_class_name"):
                 continue
@@ -231,6 +246,53 @@ class RecordStore(QueryEngine):
             record["sys_updated_by"] = user
             record["sys_mod_count"] = str(int(record.get("sys_mod_count") or "0") + 1)
         self._changed(self._storage_root(table.name), record["sys_id"])
+        self._append_journal(table, record, notes, user=user, at=format_timestamp(self.now()))
+        if before is not None:
+            self._announce(table, "update", record, changed_fields(before, record, notes), notes)
+
+    def _append_journal(
+        self,
+        table: TableDefinition,
+        record: Record,
+        notes: Mapping[str, str],
+        *,
+        user: str,
+        at: str,
+    ) -> None:
+        """One ``sys_journal_field`` row per journal field written (see ``journal``)."""
+        if not notes:
+            return
+        journal = self._store(JOURNAL_TABLE)
+        for element, value in notes.items():
+            row = journal_row(
+                sys_id=self._new_sys_id(),
+                table=record.get("sys_class_name") or table.name,
+                element=element,
+                element_id=record["sys_id"],
+                value=value,
+                at=at,
+                user=user,
+            )
+            journal.records[row["sys_id"]] = row
+            self._changed(JOURNAL_TABLE, row["sys_id"])
+
+    def _listened(self, table: TableDefinition) -> bool:
+        listener = self.commit_listener
+        return listener is not None and listener.wants(table.name)
+
+    def _announce(
+        self,
+        table: TableDefinition,
+        operation: Operation,
+        record: Record,
+        changed: tuple[str, ...],
+        notes: Mapping[str, str],
+    ) -> None:
+        """Tell the after business rules of a committed write, if any listens."""
+        listener = self.commit_listener
+        if listener is None or not listener.wants(table.name):
+            return
+        listener.committed(RecordCommit(table.name, operation, dict(record), changed, notes))
 
     def _next_incident(self) -> str:
         number = f"INC{self._next_incident_number:07d}"

@@ -58,6 +58,10 @@ Choices made where a real instance varies or the documentation is silent:
   test can see a client create the same record twice.
 * Writes are journaled by record, so a cached query result is patched rather than
   recomputed after records change; results are identical to evaluating the query afresh.
+* Incident journal fields (``work_notes``, ``comments``) append rows to ``sys_journal_field``
+  and read back empty; that table refuses Table API writes with 403 (``journal``).
+* Outbound REST messages (``outbound``): receivers registered with an admin route get a POST
+  after each committed write of the tables they want, through the core's webhook outbox.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ import base64
 import binascii
 import random
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -78,7 +83,15 @@ from sandboxes.core.vendor import ApiRoute, VendorDeclaration
 from sandboxes.servicenow import seed as seed_data
 from sandboxes.servicenow.api import ALL_METHODS, ServiceNowErrors, TableApiError
 from sandboxes.servicenow.churn import Churn, ChurnConfig, ChurnReport
+from sandboxes.servicenow.commits import Operation
 from sandboxes.servicenow.config import SandboxStats, ServiceNowSandboxConfig
+from sandboxes.servicenow.outbound import (
+    DEFAULT_HEADER,
+    OPERATIONS,
+    OutboundRest,
+    OutboundRestRequest,
+    servicenow_outbox,
+)
 from sandboxes.servicenow.table_api import TableApi
 
 
@@ -103,6 +116,9 @@ class ServiceNowSandbox(TableApi):
         self._churn: Churn | None = None
         self._hour_window_start = 0
         self._hour_window_count = 0
+        self.outbox = servicenow_outbox(self.config)
+        self.outbound = OutboundRest(self.outbox, self.config.outbound_fields)
+        self.commit_listener = self.outbound
         self.declaration = VendorDeclaration(
             name="servicenow",
             routes=[ApiRoute("/api/now/{path:path}", self._api, ALL_METHODS)],
@@ -110,8 +126,46 @@ class ServiceNowSandbox(TableApi):
             errors=ServiceNowErrors(),
             state=self.core,
             quota=self._count_against_hourly_limit,
+            admin=self.outbound.admin_routes(),
+            outbox=self.outbox,
         )
         self.app = self.declaration.api_app()
+
+    # --- outbound REST ----------------------------------------------------------------------
+
+    def register_outbound_rest(
+        self,
+        url: str,
+        header_value: str | None = None,
+        *,
+        header_name: str = DEFAULT_HEADER,
+        tables: Sequence[str] = ("incident",),
+        operations: Sequence[Operation] = OPERATIONS,
+        name: str = "",
+    ) -> str:
+        """Register a receiver as ``POST /sandbox/servicenow/outbound-rest`` does; its id."""
+        request = OutboundRestRequest(
+            url=url,
+            name=name,
+            header_name=header_name,
+            header_value=header_value,
+            tables=list(tables),
+            operations=list(operations),
+        )
+        with self._lock:
+            return str(self.outbound.register(request)["id"])
+
+    def wait_for_outbound(self, timeout: float = 10.0) -> bool:
+        """Wait until every outbound delivery so far (with its retries) is done."""
+        return self.outbox.wait_idle(timeout)
+
+    def outbound_deliveries(self) -> list[dict[str, Any]]:
+        """Every outbound delivery, oldest first, with its attempts."""
+        return self.outbox.deliveries()
+
+    def close(self) -> None:
+        """Stop the outbound delivery thread (if one started)."""
+        self.outbox.close()
 
     # --- faults ---------------------------------------------------------------------------
 

@@ -10,8 +10,10 @@ The CMDB classes form a hierarchy through ``TableDefinition.parent``: ``cmdb_ci`
 the host fields.
 
 The defined tables are the ones the sandbox seeds: ``incident``, ``sys_user``, the tables their
-references point to, and the CMDB classes. ``defined_tables`` builds fresh definitions on
-every call because each sandbox adds fields and tables to its own copy at run time.
+references point to, and the CMDB classes; and ``sys_journal_field``, where the incident's
+journal fields (``comments``, ``work_notes``) keep their entries (see ``journal``).
+``defined_tables`` builds fresh definitions on every call because each sandbox adds fields
+and tables to its own copy at run time.
 """
 
 from __future__ import annotations
@@ -218,6 +220,19 @@ _INCIDENT_FIELDS: dict[str, FieldDefinition] = SYSTEM_FIELDS | {
     "close_code": STRING,
     "close_notes": STRING,
     "sys_class_name": STRING,
+    # Journal fields: written text goes to sys_journal_field (see ``journal``).
+    "comments": STRING,
+    "work_notes": STRING,
+}
+# One journal entry; only the instance writes these rows (no sys_updated_* fields).
+_SYS_JOURNAL_FIELD_FIELDS: dict[str, FieldDefinition] = {
+    "sys_id": STRING,
+    "sys_created_on": _DATETIME,
+    "sys_created_by": STRING,
+    "element": STRING,
+    "element_id": STRING,
+    "name": STRING,
+    "value": STRING,
 }
 _SYS_USER_FIELDS: dict[str, FieldDefinition] = SYSTEM_FIELDS | {
     "user_name": STRING,
@@ -270,6 +285,9 @@ def defined_tables() -> dict[str, TableDefinition]:
         "cmn_department": TableDefinition(
             "cmn_department",
             SYSTEM_FIELDS | {"name": STRING, "id": STRING, "description": STRING},
+        ),
+        "sys_journal_field": TableDefinition(
+            "sys_journal_field", dict(_SYS_JOURNAL_FIELD_FIELDS), "value", label="Journal Entry"
         ),
         CMDB_ROOT: TableDefinition(
             CMDB_ROOT, dict(CMDB_CI_FIELDS), label=_CMDB_CLASS_LABELS[CMDB_ROOT]

@@ -26,6 +26,7 @@ from sandboxes.servicenow import seed as seed_data
 from sandboxes.servicenow.api import TABLE_NAME, Record, invalid_table
 from sandboxes.servicenow.config import ServiceNowSandboxConfig
 from sandboxes.servicenow.encoded_query import FieldKind
+from sandboxes.servicenow.journal import JOURNAL_FIELDS, JOURNAL_TABLE
 from sandboxes.servicenow.keyset import ChangeJournal, SortedRows
 from sandboxes.servicenow.schema import (
     CMDB_CI_FIELDS,
@@ -107,6 +108,9 @@ class TableStore:
             sys_user=self.config.sys_user,
         )
         generated = seed_data.generate(sizes, seed=self.config.seed, now=self.now())
+        for row in generated["incident"]:
+            # Journal fields read empty; their text lives in sys_journal_field.
+            row.update(dict.fromkeys(JOURNAL_FIELDS, ""))
         for table, rows in generated.items():
             store = self._store(self._storage_root(table))
             store.records.update((row["sys_id"], row) for row in rows)
@@ -249,7 +253,8 @@ class TableStore:
 
     def save(self, path: str | Path) -> None:
         """Write every table's definition and records to ``path`` (JSON), so another process
-        can ``load`` the same world. The clock, faults and counters are not saved."""
+        can ``load`` the same world (the journal, ``sys_journal_field``, with it). The clock,
+        faults, counters and outbound REST receivers are not saved."""
         with self._lock:
             state = {
                 "format": STATE_FORMAT,
@@ -269,6 +274,7 @@ class TableStore:
         tables = {name: _table_from_state(saved) for name, saved in state["tables"].items()}
         stores = {root: Store(records=records) for root, records in state["stores"].items()}
         version, internal, gauss = state["ids"]
+        _add_journal(tables, stores)
         with self._lock:
             self._tables = tables
             self._stores = stores
@@ -277,6 +283,20 @@ class TableStore:
             self._result_cache.clear()
             self._pool_cache = None
             self._changed(None, None)
+
+
+def _add_journal(tables: dict[str, TableDefinition], stores: dict[str, Store]) -> None:
+    """Give a state saved before journal fields existed the journal table and fields."""
+    defined = defined_tables()
+    tables.setdefault(JOURNAL_TABLE, defined[JOURNAL_TABLE])
+    incident = tables.get("incident")
+    if incident is None or all(name in incident.fields for name in JOURNAL_FIELDS):
+        return
+    for name in JOURNAL_FIELDS:
+        incident.fields.setdefault(name, defined["incident"].fields[name])
+    for record in stores.get("incident", Store()).records.values():
+        for name in JOURNAL_FIELDS:
+            record.setdefault(name, "")
 
 
 def _table_state(table: TableDefinition) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The Table API's operations: ``/api/now[/v1|/v2]/table/{table}[/{sys_id}]`` routed to list,
 read, create, update and delete, with offset paging (``Link``, ``X-Total-Count``), the read
 faults that fall on list pages, write bodies turned into stored values, and records rendered
-with display values and reference links."""
+with display values and reference links. Tables only the instance writes (the journal,
+``journal``) refuse writes with 403."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from sandboxes.servicenow.api import (
     stored_text,
 )
 from sandboxes.servicenow.config import SandboxStats
+from sandboxes.servicenow.journal import READ_ONLY_TABLES, write_refused
 from sandboxes.servicenow.records import RecordStore
 from sandboxes.servicenow.rendering import (
     Column,
@@ -75,6 +77,8 @@ class TableApi(RecordStore):
             raise TableApiError(400, "Requested URI does not represent any resource", None)
         check_accept(request)
         table, sys_id, method = match["table"], match["sys_id"], request.method
+        if table in READ_ONLY_TABLES and method in ("POST", "PUT", "PATCH", "DELETE"):
+            raise write_refused(method)
         if sys_id is None:
             if method == "GET":
                 return self._http_list(request, table)
