@@ -311,6 +311,22 @@ def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 120) 
     raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
 
 
+def flow_runs(ledger_url: str) -> int:
+    """How many flow runs applied the deliveries (from the ledger's application records)."""
+    from sqlalchemy import func, select
+
+    from syncline.alert_claims import alert_applications
+    from syncline.state import Ledger
+
+    ledger = Ledger(ledger_url)
+    try:
+        query = select(func.count(func.distinct(alert_applications.c.flow_run_id)))
+        with ledger.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+    finally:
+        ledger.dispose()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steady-seconds", type=int, default=60)
@@ -364,6 +380,7 @@ def main() -> int:
             wait_http(f"{gateway}/healthz", gateway_process)
             result = asyncio.run(measure(args, gateway, sandbox))
     steady, storm = result["steady"], result["storm"]
+    runs = flow_runs(env["SYNCLINE_LEDGER_URL"])
     both = steady + storm
     print(f"Alert → incident latency (gateway 202 → incident visible), logs in {home}")
     print(f"  steady  {figures(steady)}")
@@ -376,6 +393,7 @@ def main() -> int:
         f"  sent {result['sent']}, accepted {result['accepted']}, delivered "
         f"{result['delivered']}, lost {result['lost']}, duplicated {result['duplicated']}"
     )
+    print(f"  {runs} alert-to-incident flow runs applied them (none spawned a process)")
     print(f"  floor (no-op background task) {figures(floor)}")
     summary = {
         "sent": result["sent"],
@@ -393,6 +411,7 @@ def main() -> int:
         "floor_p50_s": round(percentile(floor, 0.5), 3),
         "floor_p95_s": round(percentile(floor, 0.95), 3),
         "rate_per_s": round(result["rate_per_s"], 1),
+        "flow_runs": runs,
         "steady_seconds": args.steady_seconds,
         "storm_alerts": args.storm_alerts,
         "storm_seconds": args.storm_seconds,

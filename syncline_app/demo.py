@@ -6,7 +6,9 @@
    one), loading every CI into ``.syncline/reporting.db``;
 3. changes 1% of the CIs in the sandbox (and adds two that cannot be mapped);
 4. runs the flow again: the incremental run touches only those;
-5. prints where to look, and exits with nothing left running.
+5. posts a signed PagerDuty alert to the webhook gateway (in this process, with the warm
+   incident path) and shows the ServiceNow incident the `alert-to-incident` flow opened;
+6. prints where to look, and exits with nothing left running.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# The gateway and the incident path log outside flow runs too: those lines stay local.
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 INTEGRATION = "cmdb-nightly"
 CIS = int(os.environ.get("SYNCLINE_DEMO_CIS", "50000"))
@@ -59,6 +63,7 @@ def main() -> int:
     with temporary_prefect_server(settings.home), BackgroundServer(build_app(sandbox)) as server:
         os.environ["SYNCLINE_SERVICENOW_URL"] = server.url
         _run_twice(sandbox)
+        _alert_to_incident(sandbox)
     sandbox.save(settings.home / SANDBOX_STATE)  # `make up` serves this same world
 
     with reporting.connect() as connection:
@@ -134,6 +139,69 @@ def _run_twice(sandbox: ServiceNowSandbox) -> None:
     time.sleep(1.02 - time.time() % 1)
     _say("Run 2: incremental ...")
     _show("Run 2 (incremental)", scheduled_sync(INTEGRATION))
+
+
+# The demo gateway's own secret: it lives on loopback for one command.
+DEMO_PAGERDUTY_SECRET = "demo-pagerduty-secret-0123456789"  # noqa: S105
+
+
+def _alert_to_incident(sandbox: ServiceNowSandbox) -> None:
+    """One signed PagerDuty alert through the gateway and its warm path into an incident."""
+    import hashlib
+    import hmac
+    import json
+
+    import httpx
+
+    from syncline.outbox import GatewayOutbox
+    from syncline_app.gateway.app import create_app
+    from syncline_app.gateway.config import GatewaySettings, load_gateway_config
+    from syncline_app.gateway.forwarder import OutboxForwarder, PrefectEventsAPI
+    from syncline_app.incident_path import IncidentPath, with_incident_path
+
+    environ = {"SYNCLINE_GATEWAY_PAGERDUTY_SECRET": DEMO_PAGERDUTY_SECRET}
+    only_pagerduty = GatewaySettings(disabled="datadog,dynatrace,jira,servicenow,generic")
+    outbox = GatewayOutbox(SynclineSettings().ledger())
+    forwarder = OutboxForwarder(outbox, PrefectEventsAPI.from_prefect_settings())
+    gateway = create_app(load_gateway_config(environ, settings=only_pagerduty), outbox, forwarder)
+    alert_key = f"PDEMO{int(time.time())}"
+    body = json.dumps(
+        {"event": {"id": f"evt-{alert_key}", "event_type": "incident.triggered",
+                   "resource_type": "incident", "occurred_at": "2026-01-05T10:00:00Z",
+                   "agent": None, "client": None,
+                   "data": {"id": alert_key, "type": "incident", "number": 1,
+                            "status": "triggered", "title": "Checkout latency above SLO",
+                            "service": {"id": "PF9KMXH", "summary": "checkout"},
+                            "urgency": "high",
+                            "html_url": f"https://acme.pagerduty.com/incidents/{alert_key}"}}}
+    ).encode()  # fmt: skip
+    signature = hmac.new(DEMO_PAGERDUTY_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    _say("\nAlert: a signed PagerDuty webhook to the gateway ...")
+    with BackgroundServer(with_incident_path(gateway, IncidentPath())) as served:
+        answer = httpx.post(
+            f"{served.url}/hooks/pagerduty",
+            content=body,
+            headers={"Content-Type": "application/json", "X-PagerDuty-Signature": f"v1={signature}",
+                     "X-Webhook-Id": f"demo-{alert_key}"},
+        )  # fmt: skip
+        _say(f"  POST /hooks/pagerduty -> {answer.status_code} {answer.text}")
+        accepted, incident = time.perf_counter(), None
+        while incident is None and time.perf_counter() - accepted < 30:
+            time.sleep(0.05)
+            incident = next(
+                (r for r in sandbox.records("incident")
+                 if r.get("correlation_id") == f"pagerduty:{alert_key}"),
+                None,
+            )  # fmt: skip
+        waited = time.perf_counter() - accepted
+    outbox.dispose()
+    if incident is None:
+        _say("  no incident after 30 s: see the alert-to-incident flow runs in the UI")
+        return
+    _say(f"  incident {incident['number']} opened {waited:.2f}s after the 202:")
+    for name in ("short_description", "impact", "urgency", "priority", "assignment_group",
+                 "category", "correlation_id", "state"):  # fmt: skip
+        _say(f"    {name:<18} {incident.get(name)}")
 
 
 if __name__ == "__main__":

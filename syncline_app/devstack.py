@@ -32,6 +32,8 @@ import httpx
 
 PREFECT_PORT = 4200
 SANDBOX_PORT = 8701
+GATEWAY_PORT = 8765
+GATEWAY_SOURCES = ("datadog", "dynatrace", "pagerduty", "jira", "servicenow", "generic")
 WORK_POOL = "syncline-process"
 SANDBOX_STATE = "servicenow-world.json"  # under the Syncline home; shared by the demo and `up`
 
@@ -92,6 +94,12 @@ def up(home: Path) -> int:
         ),
         "PWD": str(Path.cwd()),
     }
+    # The gateway refuses to start without a secret per source: on this loopback-only stack
+    # each defaults to local-<source>-secret (the README's curl example signs with it).
+    for source in GATEWAY_SOURCES:
+        variable = f"SYNCLINE_GATEWAY_{source.upper()}_SECRET"
+        if not env.get(variable) and not env.get(f"{variable}_BLOCK"):
+            env[variable] = f"local-{source}-secret"
     print("Starting the local stack:")
     server_env = {key: value for key, value in env.items() if key != "PREFECT_API_URL"}
     prefect = str(bin_dir / "prefect")
@@ -131,12 +139,22 @@ def up(home: Path) -> int:
     if deployed.returncode != 0:
         print(deployed.stdout[-3000:], deployed.stderr[-3000:], sep="\n")
         return deployed.returncode
+    # Alerts to incidents: the gateway takes webhooks into the outbox and emits the events
+    # that trigger alert-to-servicenow; the warm incident path applies them within a second.
+    _start("gateway", [str(bin_dir / "syncline"), "gateway", "--port", str(GATEWAY_PORT)], env,
+           run_dir)  # fmt: skip
+    _start("incident-path", [str(bin_dir / "syncline"), "alerts", "serve"], env, run_dir)
+    _wait_for(f"http://127.0.0.1:{GATEWAY_PORT}/healthz", "the webhook gateway", timeout=60)
     print(
         "\nUp:\n"
         f"  Prefect UI        http://127.0.0.1:{PREFECT_PORT}\n"
         f"  ServiceNow sandbox http://127.0.0.1:{SANDBOX_PORT}/api/now/table/cmdb_ci_server\n"
         f"  work pool         {WORK_POOL} (one process worker)\n"
-        "  deployments       scheduled-sync/cmdb-nightly, replay-dead-letters/replay-dead-letters\n"
+        "  deployments       scheduled-sync/cmdb-nightly, replay-dead-letters/replay-dead-letters,"
+        " alert-to-incident/alert-to-servicenow\n"
+        f"  webhook gateway   http://127.0.0.1:{GATEWAY_PORT}/hooks/<source> (secrets: "
+        "SYNCLINE_GATEWAY_<SOURCE>_SECRET, here local-<source>-secret unless set)\n"
+        "  incident path     warm: alerts reach ServiceNow incidents within a second\n"
         f"\nexport PREFECT_API_URL={api_url}   # for prefect CLI commands in this shell\n"
         "prefect deployment run scheduled-sync/cmdb-nightly   # run the sync now\n"
         "make down                                            # stop everything"
@@ -146,7 +164,7 @@ def up(home: Path) -> int:
 
 def down(home: Path) -> int:
     run_dir = _run_dir(home)
-    for name in ("worker", "sandbox", "prefect-server"):
+    for name in ("incident-path", "gateway", "worker", "sandbox", "prefect-server"):
         pid_file = run_dir / f"{name}.pid"
         if not pid_file.exists():
             continue

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -153,6 +154,8 @@ def with_incident_path(app: ASGIApp, path: IncidentPath) -> ASGIApp:
 
 def serve(alert_spec: str = DEFAULT_ALERT_SPEC, *, poll_interval: float = 0.25) -> int:
     """``syncline alerts serve``: the path in a process of its own, polling the outbox."""
+    # The path logs between flow runs too: those lines stay in this process's log.
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     path = IncidentPath(alert_spec=alert_spec, poll_interval=poll_interval)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     print(
