@@ -217,8 +217,22 @@ class TwoWaySpec(StrictModel):
     b: SourceSpec
     fields: dict[str, TwoWayField] = Field(min_length=1)
     correlation: CorrelationSpec
+    creates: Direction = Field(
+        default="both",
+        description="which way a record new on one side is created on the other; an "
+        "escalation (incidents open issues, not the other way round) is a_to_b",
+    )
     batch_size: int = Field(default=5_000, ge=1, le=1_000_000)
     schedule: ScheduleSpec | None = None
+
+    @field_validator("creates", mode="before")
+    @classmethod
+    def _known_creates(cls, value: Any) -> Any:
+        return _one_of("direction", get_args(Direction), value)
+
+    def creates_on(self, side: Literal["a", "b"]) -> bool:
+        """Whether a record new on the other side is created on ``side``."""
+        return self.creates == "both" or self.creates == ("b_to_a" if side == "a" else "a_to_b")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

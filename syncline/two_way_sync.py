@@ -126,6 +126,9 @@ class TwoWaySummary(BaseModel):
     pairs: int = Field(default=0, description="pairs of records looked at")
     conflicts: int = Field(default=0, description="fields changed on both sides, decided")
     held: int = Field(default=0, description="conflicts held for a person (manual)")
+    not_created: int = Field(
+        default=0, description="records new on one side that the spec's creates leaves there"
+    )
     dead_lettered: int = 0
     api_calls: int = 0
     api_retries: int = 0
@@ -399,6 +402,11 @@ class TwoWayRun:
                         if record is not None
                     },
                 )
+                return None
+        for side in SIDES:
+            if pair.keys[side] is None and not self.spec.creates_on(side):
+                # New on the other side, which the spec does not copy this way.
+                self.summary.not_created += 1
                 return None
         synced = pair.link.synced_values if pair.link is not None else None
         try:
@@ -817,6 +825,7 @@ def two_way_row(summary: TwoWaySummary) -> dict[str, Any]:
             "pairs": summary.pairs,
             "conflicts": summary.conflicts,
             "held": summary.held,
+            "not_created": summary.not_created,
             "dead_lettered": summary.dead_lettered,
             "api_calls": summary.api_calls,
             "duration_s": round(summary.duration_seconds, 2),

@@ -315,6 +315,22 @@ def tickets_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("postgres_url"))
 
 
+def test_creates_a_to_b_leaves_records_new_on_b_where_they_are(tmp_path: Path) -> None:
+    world = World(tmp_path, priority=False)
+    path = tmp_path / "incidents_tickets.yaml"
+    path.write_text(path.read_text().replace("correlation:", "creates: a_to_b\ncorrelation:"))
+    world.spec = load_two_way_spec(path, environ={})
+    world.create_incident(short_description="Escalated", impact="2", urgency="1")
+    world.create_ticket(title="Internal only", impact=3, urgency="low")
+
+    summary = world.run("escalation")
+
+    assert (summary.a.created, summary.b.created, summary.not_created) == (0, 1, 1)
+    assert [r["short_description"] for r in world.incidents()] == ["Escalated"]
+    assert sorted(row["title"] for row in world.tickets()) == ["Escalated", "Internal only"]
+    assert world.ledger.dead_letters(world.spec.name) == []
+
+
 def test_a_change_on_each_side_reaches_the_other_and_stops_there(
     tmp_path: Path, tickets_url: str
 ) -> None:
