@@ -129,6 +129,23 @@ class AlertClaims:
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
 
+    def claimable(self, now: datetime) -> int:
+        """Alert entries not yet applied whose alert no drainer holds: what a new run would
+        find to do (a warm path looks before it starts one)."""
+        entry = outbox.gateway_outbox.c
+        held = sa.select(alert_claims.c.source).where(
+            alert_claims.c.source == entry.source,
+            alert_claims.c.subject_key == entry.subject_key,
+            alert_claims.c.claimed_until >= _utc(now),
+        )
+        query = (
+            sa.select(sa.func.count())
+            .select_from(outbox.gateway_outbox)
+            .where(_unapplied(), ~sa.exists(held))
+        )
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
     def claim(
         self, subjects: Iterable[Subject], *, holder: str, ttl: timedelta, now: datetime
     ) -> list[Subject]:

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime
 from typing import Any
 
 from syncline.alert_claims import AlertClaims
@@ -98,14 +99,18 @@ class IncidentPath:
                 if self._stopping:
                     break
                 try:
-                    if await asyncio.to_thread(claims.backlog) == 0:
-                        pause = self.poll_interval
+                    now = datetime.now(UTC)
+                    if await asyncio.to_thread(claims.claimable, now) == 0:
+                        pause = self.poll_interval  # nothing, or all held by another drainer
                         continue
                     # Another drainer's claims are not waited for here: the next look is soon.
-                    await alert_to_incident(alert_spec=self.alert_spec, wait_for_others=0.0)
+                    report = await alert_to_incident(
+                        alert_spec=self.alert_spec, wait_for_others=0.0
+                    )
                     self.runs += 1
                     pause = self.poll_interval
-                    self._wake.set()  # deliveries that came during the run: look again now
+                    if report.entries:
+                        self._wake.set()  # deliveries that came during the run: look now
                 except Exception as error:  # the API or the target is down: wait, retry
                     self.failures += 1
                     pause = min(max(pause * 2, 1.0), self.max_backoff)

@@ -200,7 +200,10 @@ async def test_a_claim_held_by_a_crashed_drainer_is_taken_over_once_it_expires(
     deliver(world.outbox, "pagerduty", payloads.pagerduty())
     subjects = world.claims.waiting(10)
     now = datetime.now(UTC)
+    assert world.claims.claimable(now) == 1
     assert world.claims.claim(subjects, holder="crashed", ttl=timedelta(minutes=2), now=now)
+    assert world.claims.claimable(now) == 0  # a warm path starts no run for it
+    assert world.claims.claimable(now + timedelta(minutes=3)) == 1
     held = await world.drainer().drain(wait_for_others=0.4)
     assert held.entries == 0 and held.backlog == 1
     # Two minutes later the claim has expired: another drainer takes the alert over.
