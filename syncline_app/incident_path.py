@@ -163,6 +163,7 @@ def serve(alert_spec: str = DEFAULT_ALERT_SPEC, *, poll_interval: float = 0.25) 
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     path = IncidentPath(alert_spec=alert_spec, poll_interval=poll_interval)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per API call
     print(
         f"Syncline incident path: {alert_spec}, outbox polled every {poll_interval} s", flush=True
     )

@@ -8,6 +8,9 @@ incidents land in the ServiceNow sandbox served over loopback.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -31,7 +34,7 @@ from syncline_app.gateway.app import create_app
 from syncline_app.gateway.config import GatewaySettings, load_gateway_config
 from syncline_app.gateway.forwarder import OutboxForwarder, PrefectEventsAPI
 from syncline_app.incident_path import IncidentPath, with_incident_path
-from tests.conftest import SPECS_DIR
+from tests.conftest import ROOT, SPECS_DIR
 from tests.gateway import payloads
 from tests.gateway.conftest import gateway_environ, post
 from tests.gateway.prefect_process import PrefectServerProcess, free_port
@@ -111,6 +114,36 @@ async def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
         await asyncio.sleep(0.1)
 
 
+def deploy_alert_deployment(api_url: str) -> None:
+    """``alert-to-servicenow`` from prefect.yaml, as ``make up`` deploys it (no worker here:
+    its triggered runs stay scheduled, which is enough to see what the trigger passes)."""
+    env = {**os.environ, "PREFECT_API_URL": api_url, "PWD": str(ROOT)}
+    for command in (
+        ["work-pool", "create", "syncline-process", "--type", "process", "--overwrite"],
+        ["--no-prompt", "deploy", "--name", "alert-to-servicenow"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "prefect", *command],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def triggered_event_ids(api_url: str) -> set[str]:
+    """The ``event_id`` parameters of the runs the deployment's trigger created."""
+    answer = httpx.post(f"{api_url}/flow_runs/filter", json={"limit": 200}, timeout=10)
+    answer.raise_for_status()
+    return {
+        str(run["parameters"].get("event_id"))
+        for run in answer.json()
+        if run["deployment_id"] is not None
+    }
+
+
 def incidents(sandbox: ServiceNowSandbox) -> dict[str, dict[str, Any]]:
     return {
         str(record["correlation_id"]): record
@@ -137,6 +170,7 @@ async def test_signed_alerts_open_update_and_resolve_one_incident_each_also_acro
         monkeypatch.setenv(name, value)
     prefect = prefect_api
     await to_thread.run_sync(prefect.start)
+    await to_thread.run_sync(deploy_alert_deployment, prefect.api_url)
     ledger = Ledger(ledger_url)
     claims = AlertClaims(ledger.engine)
     datadog_id = "datadog:4242:env:prod%2Chost:web-1"
@@ -151,6 +185,7 @@ async def test_signed_alerts_open_update_and_resolve_one_incident_each_also_acro
         pagerduty = payloads.pagerduty()
         answer = await post(client, "pagerduty", pagerduty, delivery_id="pd-1")
         assert answer.status_code == 202
+        first_id = answer.json()["id"]
         await eventually(lambda: {datadog_id, pagerduty_id} <= set(incidents(sandbox)))
         opened = incidents(sandbox)
         assert opened[datadog_id]["state"] == "1"
@@ -198,6 +233,9 @@ async def test_signed_alerts_open_update_and_resolve_one_incident_each_also_acro
         await to_thread.run_sync(prefect.start)
         await eventually(applied(waiting + 2), timeout=45)
         assert len(incidents(sandbox)) == 4
+
+    # The deployment's trigger started a run for the event, with the outbox id as event_id.
+    await eventually(lambda: first_id in triggered_event_ids(prefect.api_url), timeout=20)
 
     creates = sandbox.creates_by_correlation("incident")
     assert len(creates) == 4 and set(creates.values()) == {1}

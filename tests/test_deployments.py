@@ -76,4 +76,4 @@ def test_prefect_deploy_all_creates_the_scheduled_deployments(prefect_server: st
     (action,) = automation.actions
     assert action.deployment_id == alerts.id
     # A v1-style template: Prefect renders it with the triggering event when the action runs.
-    assert action.parameters == {"event_id": "{{ event.id }}"}
+    assert action.parameters == {"event_id": "{{ event.id | string }}"}
