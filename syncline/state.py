@@ -954,7 +954,8 @@ def _audit_row(
         "detail": detail,
     }
 
-# The gateway outbox's tables and the alert claims are part of the ledger; they are declared
-# with their code.
+# The gateway outbox's tables, the alert claims and the escalations' journal links are part of
+# the ledger; they are declared with their code.
 from syncline import alert_claims as _alert_claims  # noqa: E402, F401
+from syncline import journal_links as _journal_links  # noqa: E402, F401
 from syncline import outbox as _outbox  # noqa: E402, F401

@@ -33,7 +33,7 @@ log = logging.getLogger("syncline.ledger")
 
 VERSION_TABLE = "syncline_alembic_version"
 BASELINE = "0001_baseline"
-HEAD = "0006_alert_applications"
+HEAD = "0007_escalation_journal_links"
 
 # What a ledger created before migrations existed holds (``metadata.create_all``).
 BASELINE_TABLES = frozenset(
