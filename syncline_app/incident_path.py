@@ -67,6 +67,10 @@ class IncidentPath:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     def wake(self) -> None:
         """A delivery was stored: look now (call from the path's event loop)."""
         self._wake.set()

@@ -244,3 +244,15 @@ async def test_signed_alerts_open_update_and_resolve_one_incident_each_also_acro
     runs = {entry.flow_run_id for entry in claims.applied().values()}
     assert None not in runs and len(claims.applied()) == 7
     ledger.dispose()
+
+
+def test_the_warm_path_starts_and_stops_with_the_gateway_apps_lifespan(tmp_path: Path) -> None:
+    from starlette.applications import Starlette
+
+    path = IncidentPath(ledger_url=f"sqlite:///{tmp_path / 'ledger.db'}", poll_interval=0.05)
+    with BackgroundServer(with_incident_path(Starlette(), path)):  # uvicorn runs the lifespan
+        deadline = time.monotonic() + 10
+        while not path.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert path.running
+    assert not path.running
