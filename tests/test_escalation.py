@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -112,7 +113,12 @@ class World:
         async def go() -> EscalationReport:
             a, b = open_endpoints(self.spec, self.factory())
             try:
-                runner = EscalationRunner(self.spec, a, b, self.ledger)
+                # A poll's window ends a second before it starts: look from a little ahead so
+                # that what the test just wrote is in it.
+                ahead = timedelta(seconds=2 if mode == "poll" else 0)
+                runner = EscalationRunner(
+                    self.spec, a, b, self.ledger, now=lambda: datetime.now(UTC) + ahead
+                )
                 return await (runner.drain() if mode == "events" else runner.poll())
             finally:
                 await a.aclose()
@@ -254,3 +260,173 @@ def test_an_escalated_incident_opens_exactly_one_issue(world: World) -> None:
     polled = world.run("poll")
     assert polled.count("b_created") == 0 and world.jira.keys() == ["ESC-1"]
     both_equal(world, sys_id, "ESC-1")
+
+
+def escalate(world: World, title: str = "Payments API times out", **fields: str) -> tuple[str, str]:
+    sys_id = world.open_incident(title, **fields)
+    world.quiet()
+    key = str(world.incident(sys_id)["correlation_id"])
+    assert key.startswith("ESC-")
+    return sys_id, key
+
+
+def test_a_jira_comment_becomes_one_work_note_and_a_work_note_one_comment(world: World) -> None:
+    sys_id, key = escalate(world)
+    world.comment(key, "Reproduced on staging; fix under review.")
+    report = world.quiet()
+    marker = f"[Syncline: Jira comment {_comment_id(world, key, 0)}]"
+    assert world.work_notes(sys_id) == [f"Reproduced on staging; fix under review.\n\n{marker}"]
+    assert report.journal.a_appended == 0  # the drain that carried it, and the quiet ones after
+    assert len(world.comments(key)) == 1  # not echoed back to Jira
+
+    # ServiceNow's outbound body names the record, the second and the fields changed: a note
+    # written in the same second as Syncline's is the same body, which the gateway takes for
+    # a redelivery (the polling run carries it then). People are a second apart.
+    time.sleep(1.1)
+    world.sn(
+        "PATCH", f"/api/now/table/incident/{sys_id}", {"work_notes": "Customer confirms EU only."}
+    )
+    world.sn("PATCH", f"/api/now/table/incident/{sys_id}", {"work_notes": "Rollback done."})
+    world.quiet()
+    comments = world.comments(key)
+    assert [c.split("\n\n[Syncline:")[0] for c in comments] == [
+        "Reproduced on staging; fix under review.",
+        "Customer confirms EU only.",
+        "Rollback done.",
+    ]
+    assert len(world.work_notes(sys_id)) == 3  # one carried in, two written here: no echo
+    # Nothing more on a poll either: every entry is linked.
+    polled = world.run("poll")
+    assert polled.journal.a_appended == polled.journal.b_appended == 0
+    assert len(world.comments(key)) == 3 and len(world.work_notes(sys_id)) == 3
+
+
+def _comment_id(world: World, key: str, index: int) -> str:
+    page = world.jira_api("GET", f"/rest/api/3/issue/{key}/comment")
+    return str(page["comments"][index]["id"])
+
+
+def test_a_rerun_after_a_crash_between_append_and_link_appends_nothing_twice(world: World) -> None:
+    sys_id, key = escalate(world)
+    world.comment(key, "Deploying the fix.")
+    world.sn("PATCH", f"/api/now/table/incident/{sys_id}", {"work_notes": "Thanks, watching."})
+    world.quiet()
+    # The ledger's journal links are lost (a crash before their save, or a restored ledger):
+    # the markers on the entries Syncline wrote link them again, nothing is appended.
+    with world.ledger.engine.begin() as connection:
+        connection.exec_driver_sql("DELETE FROM syncline_journal_links")
+    report = world.run("poll")
+    assert report.journal.recognised == 2
+    assert report.journal.a_appended == report.journal.b_appended == 0
+    assert len(world.comments(key)) == 2 and len(world.work_notes(sys_id)) == 2
+
+
+def test_a_status_change_on_either_side_moves_the_other_and_stops_there(world: World) -> None:
+    sys_id, key = escalate(world)
+    world.transition(key, "In Progress")
+    first = world.quiet()
+    assert world.incident(sys_id)["state"] == "2"
+    world.sn("PATCH", f"/api/now/table/incident/{sys_id}", {"state": "6"})
+    world.quiet()
+    assert world.issue(key)["status"]["name"] == "Done"
+    assert world.incident(sys_id)["state"] == "6"  # Done came back as no change: still Resolved
+    world.sn("PATCH", f"/api/now/table/incident/{sys_id}", {"state": "7"})
+    last = world.quiet()
+    assert world.issue(key)["status"]["name"] == "Done" and world.incident(sys_id)["state"] == "7"
+    assert last.count("a_updated") == last.count("b_updated") == 0
+    assert first.count("conflicts") == 0
+    both_equal(world, sys_id, key)
+
+
+def test_a_priority_changed_on_both_sides_between_deliveries_follows_the_policy(
+    world: World,
+) -> None:
+    sys_id, key = escalate(world, priority="3")
+    # Both change before either change is carried: ServiceNow wins (conflict: a_wins).
+    world.sn("PATCH", f"/api/now/table/incident/{sys_id}", {"priority": "1"})
+    world.jira_api("PUT", f"/rest/api/3/issue/{key}", {"fields": {"priority": {"name": "Low"}}})
+    report = world.quiet()
+    assert report.count("conflicts") == 0  # the quiet run after the deciding one
+    assert world.incident(sys_id)["priority"] == "1"
+    assert world.issue(key)["priority"]["name"] == "Highest"
+    # A change on one side alone goes through as usual.
+    world.jira_api("PUT", f"/rest/api/3/issue/{key}", {"fields": {"priority": {"name": "Lowest"}}})
+    world.quiet()
+    assert world.incident(sys_id)["priority"] == "5"
+    both_equal(world, sys_id, key)
+
+
+def _outbound_body(world: World, sys_id: str, when: str, fields: list[str]) -> dict[str, Any]:
+    incident = world.incident(sys_id)
+    return {
+        "table": "incident",
+        "sys_id": sys_id,
+        "sys_updated_on": when,
+        "sys_updated_by": "admin",
+        "operation": "update",
+        "number": incident["number"],
+        "changed_fields": fields,
+    }
+
+
+def _post_servicenow(world: World, body: dict[str, Any]) -> None:
+    answer = httpx.post(
+        f"{world.hooks}/servicenow", json=body, headers={"X-Syncline-Token": NEW["servicenow"]}
+    )
+    assert answer.status_code == 202, answer.text
+
+
+def test_duplicated_reordered_and_early_webhooks_end_with_both_sides_equal(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path, duplicates=1.0)  # every webhook is delivered twice
+    try:
+        sys_id, key = escalate(world, priority="4")
+        assert world.jira.keys() == [key]
+        # Early: a webhook announcing a change not made yet reads the record as it is.
+        _post_servicenow(world, _outbound_body(world, sys_id, "2030-01-01 00:00:00", ["state"]))
+        early = world.run()
+        assert early.events == 1 and early.count("b_updated") == 0
+        # The change, then a stale webhook about an older change arriving after it.
+        world.sn("PATCH", f"/api/now/table/incident/{sys_id}", {"priority": "2", "state": "2"})
+        world.settle()
+        _post_servicenow(world, _outbound_body(world, sys_id, "2020-01-01 00:00:00", ["priority"]))
+        world.transition(key, "Done")
+        world.comment(key, "Closed from Jira.")
+        world.quiet()
+        assert world.incident(sys_id)["state"] == "6"
+        assert world.issue(key)["priority"]["name"] == "High"
+        assert len(world.work_notes(sys_id)) == 1 and len(world.comments(key)) == 1
+        # Redelivered (the same bytes, the same webhook identifier): nothing moves.
+        for delivery in world.jira.deliveries()[-3:]:
+            world.jira.outbox.redeliver(str(delivery["id"]))
+        assert world.quiet().count("a_updated") == 0
+        both_equal(world, sys_id, key)
+        assert world.jira.keys() == [key] and len(world.work_notes(sys_id)) == 1
+    finally:
+        world.close()
+
+
+def test_with_webhooks_off_polling_gets_there_too(tmp_path: Path) -> None:
+    world = World(tmp_path, webhooks=False)
+    try:
+        sys_id = world.open_incident("Search index stale", priority="2")
+        first = world.run("poll")
+        assert first.count("b_created") == 1 and world.run().events == 0
+        key = str(world.incident(sys_id)["correlation_id"])
+        world.transition(key, "In Progress")
+        world.comment(key, "Looking into it.")
+        world.sn("PATCH", f"/api/now/table/incident/{sys_id}", {"work_notes": "Priority raised."})
+        world.sn("PATCH", f"/api/now/table/incident/{sys_id}", {"priority": "1"})
+        world.run("poll")
+        world.run("poll")  # reads back its own writes: nothing more
+        both_equal(world, sys_id, key)
+        assert world.incident(sys_id)["state"] == "2"
+        # (Entries of one second are ordered by id, so compare them as a set.)
+        assert {n.split("\n\n")[0] for n in world.work_notes(sys_id)} == {
+            "Priority raised.",
+            "Looking into it.",
+        }
+        assert len(world.comments(key)) == 2 and world.jira.keys() == [key]
+    finally:
+        world.close()
