@@ -56,9 +56,9 @@ def deliver(outbox: GatewayOutbox, source: str, payload: dict[str, Any]) -> str:
 
 
 class World:
-    def __init__(self, tmp_path: Path, sandbox: ServiceNowSandbox) -> None:
+    def __init__(self, ledger_url: str, sandbox: ServiceNowSandbox) -> None:
         self.sandbox = sandbox
-        self.ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+        self.ledger_url = ledger_url
         self.outbox = GatewayOutbox(self.ledger_url)
         self.ledger = Ledger(self.ledger_url)
         self.claims = AlertClaims(self.outbox.engine)
@@ -87,11 +87,12 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> World:
+def world(database_url: str) -> World:
+    """The ledger (outbox, claims, links) on SQLite and, where configured, PostgreSQL."""
     sandbox = ServiceNowSandbox(
         ServiceNowSandboxConfig(cmdb_ci_server=10, incident=0, sys_user=10, seed=3)
     )
-    return World(tmp_path, sandbox)
+    return World(database_url, sandbox)
 
 
 def entry(seq: int, source: str, subject: str, status: str = "triggered") -> OutboxEntry:
