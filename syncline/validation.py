@@ -10,10 +10,16 @@ import yaml
 from syncline.specs import IntegrationSpec
 
 SYNC_ENTRYPOINT = "flows/scheduled_sync.py:scheduled_sync"
+ESCALATION_ENTRYPOINT = "flows/escalation.py:escalation"
+# Deployments that run an integration on the spec's schedule (an escalation's is its polling).
+SCHEDULED_ENTRYPOINTS = frozenset({SYNC_ENTRYPOINT, ESCALATION_ENTRYPOINT})
 
 
 def check_prefect_yaml(path: Path, specs: dict[str, IntegrationSpec]) -> list[str]:
-    """Every deployment's integration exists and its schedule matches the spec's."""
+    """Every deployment's integration exists and its schedule matches the spec's.
+
+    ``specs`` holds a two-way spec as its two views (``<name>-a-to-b``, ``-b-to-a``), which
+    carry its schedule; a deployment names the two-way integration itself."""
     if not path.exists():
         return []
     document: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -23,14 +29,20 @@ def check_prefect_yaml(path: Path, specs: dict[str, IntegrationSpec]) -> list[st
         integration = (deployment.get("parameters") or {}).get("integration")
         if integration is None:
             continue
-        spec = specs.get(integration)
+        spec = specs.get(integration) or specs.get(f"{integration}-a-to-b")
         if spec is None:
             problems.append(
                 f"{path}: deployment {name!r}: no integration spec named {integration!r}"
             )
             continue
         schedules = [s for s in deployment.get("schedules") or [] if "cron" in s]
-        if spec.schedule is None or deployment.get("entrypoint") != SYNC_ENTRYPOINT:
+        entrypoint = deployment.get("entrypoint")
+        if entrypoint == ESCALATION_ENTRYPOINT and not deployment.get("triggers"):
+            problems.append(
+                f"{path}: deployment {name!r}: no triggers: record changes would be carried "
+                "only by the warm path and the polling schedule"
+            )
+        if spec.schedule is None or entrypoint not in SCHEDULED_ENTRYPOINTS:
             continue
         if not any(
             s["cron"] == spec.schedule.cron and s.get("timezone", "UTC") == spec.schedule.timezone
