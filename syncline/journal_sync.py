@@ -28,7 +28,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
-from connectors.base.errors import ConnectorError
+from connectors.base.errors import ConnectorError, UncertainWriteError
 from connectors.jira.comments import JiraComments
 from connectors.jira.records import JiraIssueSource
 from connectors.servicenow.journal import ServiceNowJournal
@@ -231,9 +231,8 @@ class JournalSync:
             text = with_marker(entry.text, origin, entry.id)
             try:
                 new_id = await self.journals[target].append(keys[target], text)
-            except ConnectorError as error:
-                if error.retriable:
-                    self.report.in_doubt += 1
+            except UncertainWriteError:
+                self.report.in_doubt += 1
                 raise
             if target == "a":
                 self.report.a_appended += 1

@@ -10,6 +10,10 @@ emits the events and the warm escalation path runs the ``servicenow-jira-escalat
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,6 +22,9 @@ from typing import Any, Literal
 
 import httpx
 import pytest
+from prefect.context import refresh_global_settings_context
+from prefect.events.worker import EventsWorker
+from prefect.logging.handlers import APILogWorker
 
 import syncline.state  # noqa: F401  # before syncline.outbox (see syncline_app/gateway)
 from sandboxes.core.server import BackgroundServer
@@ -30,10 +37,13 @@ from syncline.outbox import GatewayOutbox
 from syncline.state import Ledger
 from syncline.two_way import TwoWaySpec, load_two_way_spec
 from syncline.two_way_sync import open_endpoints
+from syncline_app.escalation_path import EscalationPath, with_escalation_path
 from syncline_app.gateway.app import create_app
 from syncline_app.gateway.config import GatewaySettings, load_gateway_config
-from tests.conftest import SPECS_DIR
+from syncline_app.gateway.forwarder import OutboxForwarder, PrefectEventsAPI
+from tests.conftest import ROOT, SPECS_DIR
 from tests.gateway.conftest import NEW, gateway_environ
+from tests.gateway.prefect_process import PrefectServerProcess, free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unsupported scheme type:UserWarning")
 
@@ -270,57 +280,6 @@ def escalate(world: World, title: str = "Payments API times out", **fields: str)
     return sys_id, key
 
 
-def test_a_jira_comment_becomes_one_work_note_and_a_work_note_one_comment(world: World) -> None:
-    sys_id, key = escalate(world)
-    world.comment(key, "Reproduced on staging; fix under review.")
-    report = world.quiet()
-    marker = f"[Syncline: Jira comment {_comment_id(world, key, 0)}]"
-    assert world.work_notes(sys_id) == [f"Reproduced on staging; fix under review.\n\n{marker}"]
-    assert report.journal.a_appended == 0  # the drain that carried it, and the quiet ones after
-    assert len(world.comments(key)) == 1  # not echoed back to Jira
-
-    # ServiceNow's outbound body names the record, the second and the fields changed: a note
-    # written in the same second as Syncline's is the same body, which the gateway takes for
-    # a redelivery (the polling run carries it then). People are a second apart.
-    time.sleep(1.1)
-    world.sn(
-        "PATCH", f"/api/now/table/incident/{sys_id}", {"work_notes": "Customer confirms EU only."}
-    )
-    world.sn("PATCH", f"/api/now/table/incident/{sys_id}", {"work_notes": "Rollback done."})
-    world.quiet()
-    comments = world.comments(key)
-    assert [c.split("\n\n[Syncline:")[0] for c in comments] == [
-        "Reproduced on staging; fix under review.",
-        "Customer confirms EU only.",
-        "Rollback done.",
-    ]
-    assert len(world.work_notes(sys_id)) == 3  # one carried in, two written here: no echo
-    # Nothing more on a poll either: every entry is linked.
-    polled = world.run("poll")
-    assert polled.journal.a_appended == polled.journal.b_appended == 0
-    assert len(world.comments(key)) == 3 and len(world.work_notes(sys_id)) == 3
-
-
-def _comment_id(world: World, key: str, index: int) -> str:
-    page = world.jira_api("GET", f"/rest/api/3/issue/{key}/comment")
-    return str(page["comments"][index]["id"])
-
-
-def test_a_rerun_after_a_crash_between_append_and_link_appends_nothing_twice(world: World) -> None:
-    sys_id, key = escalate(world)
-    world.comment(key, "Deploying the fix.")
-    world.sn("PATCH", f"/api/now/table/incident/{sys_id}", {"work_notes": "Thanks, watching."})
-    world.quiet()
-    # The ledger's journal links are lost (a crash before their save, or a restored ledger):
-    # the markers on the entries Syncline wrote link them again, nothing is appended.
-    with world.ledger.engine.begin() as connection:
-        connection.exec_driver_sql("DELETE FROM syncline_journal_links")
-    report = world.run("poll")
-    assert report.journal.recognised == 2
-    assert report.journal.a_appended == report.journal.b_appended == 0
-    assert len(world.comments(key)) == 2 and len(world.work_notes(sys_id)) == 2
-
-
 def test_a_status_change_on_either_side_moves_the_other_and_stops_there(world: World) -> None:
     sys_id, key = escalate(world)
     world.transition(key, "In Progress")
@@ -430,3 +389,154 @@ def test_with_webhooks_off_polling_gets_there_too(tmp_path: Path) -> None:
         assert len(world.comments(key)) == 2 and world.jira.keys() == [key]
     finally:
         world.close()
+
+
+# --- end to end: the gateway, the warm path and the deployment on a real Prefect server -----
+
+
+def deploy_escalation(api_url: str) -> None:
+    """``servicenow-jira-escalation`` from prefect.yaml, as ``make up`` deploys it (no worker
+    here: its triggered runs stay scheduled, which shows what the trigger passes)."""
+    env = {**os.environ, "PREFECT_API_URL": api_url, "PWD": str(ROOT)}
+    for command in (
+        ["work-pool", "create", "syncline-process", "--type", "process", "--overwrite"],
+        ["--no-prompt", "deploy", "--name", "servicenow-jira-escalation"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "prefect", *command],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def flow_runs(api_url: str) -> list[dict[str, Any]]:
+    answer = httpx.post(f"{api_url}/flow_runs/filter", json={"limit": 200}, timeout=10)
+    answer.raise_for_status()
+    runs: list[dict[str, Any]] = answer.json()
+    return runs
+
+
+@pytest.mark.prefect
+def test_end_to_end_signed_webhooks_through_the_gateway_on_a_real_prefect_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefect = PrefectServerProcess(tmp_path / "prefect-home", free_port())
+    jira_port = free_port()
+    jira = JiraSandbox(
+        JiraSandboxConfig(issues=0, projects=["ESC"], site_url=f"http://127.0.0.1:{jira_port}")
+    )
+    servicenow = ServiceNowSandbox(
+        ServiceNowSandboxConfig(cmdb_ci_server=0, incident=20, sys_user=5, seed=3)
+    )
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    outbox = GatewayOutbox(ledger_url)
+    ledger = Ledger(ledger_url)
+    with contextlib.ExitStack() as stack:
+        stack.callback(prefect.stop)
+        stack.callback(jira.close)
+        stack.callback(servicenow.close)
+        stack.callback(outbox.dispose)
+        stack.callback(ledger.dispose)
+        jira_url = stack.enter_context(BackgroundServer(jira.app, port=jira_port)).url
+        sn_url = stack.enter_context(BackgroundServer(servicenow.app)).url
+        for name, value in {
+            **ENVIRON,
+            "SYNCLINE_SERVICENOW_URL": sn_url,
+            "SYNCLINE_JIRA_URL": jira_url,
+            "SYNCLINE_LEDGER_URL": ledger_url,
+            "SYNCLINE_SPECS_DIR": str(SPECS_DIR),
+            "PREFECT_API_URL": prefect.api_url,
+        }.items():
+            monkeypatch.setenv(name, value)
+        refresh_global_settings_context()
+        stack.callback(refresh_global_settings_context)
+        stack.callback(monkeypatch.undo)
+        for worker in (APILogWorker, EventsWorker):
+            stack.callback(worker.drain_all, timeout=10)
+        prefect.start()
+        deploy_escalation(prefect.api_url)
+
+        # The gateway's process: HTTP side, forwarder to Prefect, and the warm path.
+        forwarder = OutboxForwarder(
+            outbox,
+            PrefectEventsAPI(prefect.api_url, timeout=2),
+            min_backoff=timedelta(milliseconds=50),
+            max_backoff=timedelta(milliseconds=300),
+        )
+        config = load_gateway_config(gateway_environ(), settings=GatewaySettings())
+        path = EscalationPath(ledger_url=ledger_url, poll_interval=0.2, max_backoff=1)
+        app = with_escalation_path(create_app(config, outbox, forwarder), path)
+        hooks = stack.enter_context(BackgroundServer(app)).url + "/hooks"
+        jira.register_webhook(f"{hooks}/jira", NEW["jira"], jql="project = ESC")
+        servicenow.register_outbound_rest(f"{hooks}/servicenow", NEW["servicenow"])
+
+        sn = httpx.Client(base_url=sn_url, auth=("admin", "sandbox"), timeout=10)
+        jira_api = httpx.Client(
+            base_url=jira_url, auth=("integration@example.com", JIRA_TOKEN), timeout=10
+        )
+        stack.callback(sn.close)
+        stack.callback(jira_api.close)
+        sn.post("/api/now/table/sys_user_group", json={"name": GROUP}).raise_for_status()
+        body = {"short_description": "Login loop on SSO", "assignment_group": GROUP}
+        sys_id = sn.post("/api/now/table/incident", json=body).json()["result"]["sys_id"]
+
+        def incident() -> dict[str, Any]:
+            return next(r for r in servicenow.records("incident") if r["sys_id"] == sys_id)
+
+        def notes() -> list[str]:
+            return [
+                r["value"]
+                for r in servicenow.records("sys_journal_field")
+                if r["element_id"] == sys_id and r["element"] == "work_notes"
+            ]
+
+        def comments(key: str) -> list[str]:
+            page = jira_api.get(f"/rest/api/3/issue/{key}/comment").json()
+            return [_adf_text(comment["body"]) for comment in page["comments"]]
+
+        # The escalation opens one issue.
+        eventually(lambda: incident()["correlation_id"].startswith("ESC-"), timeout=30)
+        key = incident()["correlation_id"]
+        assert jira.keys() == [key]
+        # A Jira comment becomes one work note, a work note one comment: not back.
+        jira_api.post(
+            f"/rest/api/3/issue/{key}/comment", json={"body": _adf("Fix deployed to canary.")}
+        ).raise_for_status()
+        eventually(lambda: len(notes()) == 1)
+        time.sleep(1.1)  # a person's note is not in the second of Syncline's (see above)
+        sn.patch(f"/api/now/table/incident/{sys_id}", json={"work_notes": "Users confirm."})
+        eventually(lambda: len(comments(key)) == 2)
+        # A Jira status change moves the incident, and stops there.
+        offered = jira_api.get(f"/rest/api/3/issue/{key}/transitions").json()["transitions"]
+        done = next(t["id"] for t in offered if t["to"]["name"] == "Done")
+        jira_api.post(f"/rest/api/3/issue/{key}/transitions", json={"transition": {"id": done}})
+        eventually(lambda: incident()["state"] == "6")
+        assert servicenow.wait_for_outbound(10) and jira.wait_for_webhooks(10)
+        eventually(
+            lambda: (
+                EscalationLedger(ledger.engine).backlog(
+                    "servicenow-jira-escalation",
+                    ["syncline.record.servicenow.incident.", "syncline.record.jira.issue."],
+                )
+                == 0
+            )
+        )
+        assert len(notes()) == 2
+        assert len(comments(key)) == 2 and jira.keys() == [key]
+        assert jira.issue(key)["fields"]["status"]["name"] == "Done"
+
+        # Every event was carried by a flow run of the escalation flow recorded in Prefect,
+        # and the deployment's trigger created runs for the events, with their ids.
+        carried = EscalationLedger(ledger.engine).applied("servicenow-jira-escalation")
+        assert carried and None not in carried.values()
+
+        def triggered() -> bool:
+            runs = [r for r in flow_runs(prefect.api_url) if r["deployment_id"] is not None]
+            return any(r["parameters"].get("event_id") in carried for r in runs)
+
+        eventually(triggered, timeout=20)
+        assert path.runs >= 1
