@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/event_latency.py [--steady-seconds 60] [--storm-alerts 1000]
                                             [--storm-seconds 20] [--floor-samples 30]
+                                            [--comments 60] [--comment-interval 1]
+                                            [--only-comments]
 
 Processes, as ``make up`` runs them: a Prefect server (temporary, on a free port), the
 ServiceNow sandbox (``syncline sandbox``), and the webhook gateway with the warm incident path
@@ -15,6 +17,12 @@ alert a second) and storm (``--storm-alerts`` spread over ``--storm-seconds``). 
 once (its own count of API creates). The floor: a no-op Prefect background task's latency
 (``task.delay()`` to the task running in a ``prefect.task_worker.serve`` process), measured in
 the same run on the same server.
+
+The escalation phase (``bench/escalation_phase.py``): a Jira comment → a ServiceNow work note
+through the Jira sandbox's signed admin webhook, the gateway and the warm escalation path,
+``--comments`` at one per ``--comment-interval`` seconds; ``echo_writes`` counts Syncline's own
+entries written back (0 expected). ``--only-comments`` runs that phase alone (no floor, no
+alerts).
 
 Human-readable lines first (progress on stderr); the last line of stdout is one JSON object.
 """
@@ -46,10 +54,16 @@ sys.path.insert(0, str(ROOT))
 
 from prefect import task  # noqa: E402
 
+from bench.escalation_phase import measure_comments  # noqa: E402
 from sandboxes.core.server import free_port  # noqa: E402
 from sandboxes.core.webhooks import PAGERDUTY  # noqa: E402
 
-SECRETS = {"datadog": "bench-datadog-secret-0123456789", "pagerduty": "bench-pd-secret-0123456789"}
+SECRETS = {
+    "datadog": "bench-datadog-secret-0123456789",
+    "pagerduty": "bench-pd-secret-0123456789",
+    "jira": "bench-jira-secret-0123456789",
+    "servicenow": "bench-servicenow-secret-0123456789",
+}
 SANDBOX_AUTH = ("admin", "sandbox")
 
 
@@ -101,6 +115,7 @@ def serve_gateway(port: int) -> None:
 
     from syncline.outbox import GatewayOutbox
     from syncline.settings import SynclineSettings
+    from syncline_app.escalation_path import EscalationPath, with_escalation_path
     from syncline_app.gateway.app import create_app
     from syncline_app.gateway.config import load_gateway_config
     from syncline_app.gateway.forwarder import OutboxForwarder, PrefectEventsAPI
@@ -110,6 +125,7 @@ def serve_gateway(port: int) -> None:
     forwarder = OutboxForwarder(outbox, PrefectEventsAPI.from_prefect_settings())
     app = create_app(load_gateway_config(os.environ), outbox, forwarder)
     app = with_incident_path(app, IncidentPath())  # type: ignore[assignment]
+    app = with_escalation_path(app, EscalationPath())  # type: ignore[assignment]
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -333,6 +349,9 @@ def main() -> int:
     parser.add_argument("--storm-alerts", type=int, default=1000)
     parser.add_argument("--storm-seconds", type=float, default=20.0)
     parser.add_argument("--floor-samples", type=int, default=30)
+    parser.add_argument("--comments", type=int, default=60, help="Jira comments (0: no phase)")
+    parser.add_argument("--comment-interval", type=float, default=1.0)
+    parser.add_argument("--only-comments", action="store_true", help="skip floor and alerts")
     parser.add_argument("--task-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--gateway-port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -351,7 +370,8 @@ def main() -> int:
     progress(f"starting a Prefect server (home {home})")
     with temporary_prefect_server(home) as api_url:
         assert api_url is not None
-        sandbox_port, gateway_port = free_port(), free_port()
+        sandbox_port, gateway_port, jira_port = free_port(), free_port(), free_port()
+        jira = f"http://127.0.0.1:{jira_port}"
         sandbox, gateway = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{gateway_port}"
         env = {
             **env_base,
@@ -363,22 +383,47 @@ def main() -> int:
             "SYNCLINE_SERVICENOW_URL": sandbox,
             "SYNCLINE_SERVICENOW_USER": SANDBOX_AUTH[0],
             "SYNCLINE_SERVICENOW_PASSWORD": SANDBOX_AUTH[1],
-            "SYNCLINE_GATEWAY_DATADOG_SECRET": SECRETS["datadog"],
-            "SYNCLINE_GATEWAY_PAGERDUTY_SECRET": SECRETS["pagerduty"],
-            "SYNCLINE_GATEWAY_DISABLED": "dynatrace,jira,servicenow,generic",
+            "SYNCLINE_JIRA_URL": jira,
+            "SYNCLINE_JIRA_API_TOKEN": "sandbox-api-token",  # the sandbox's published token
+            **{f"SYNCLINE_GATEWAY_{name.upper()}_SECRET": value for name, value in SECRETS.items()},
+            "SYNCLINE_GATEWAY_DISABLED": "dynatrace,generic",
         }
         syncline = str(Path(sys.executable).parent / "syncline")
-        progress("measuring the floor: a no-op background task")
-        floor = floor_latencies(args.floor_samples, env)
+        floor: list[float] = []
+        if not args.only_comments:
+            progress("measuring the floor: a no-op background task")
+            floor = floor_latencies(args.floor_samples, env)
         sandbox_cmd = [syncline, "sandbox", "--port", str(sandbox_port), "--cis", "100"]
         gateway_cmd = [sys.executable, __file__, "--gateway-port", str(gateway_port)]
+        jira_cmd = [sys.executable, "-m", "sandboxes.jira", "--port", str(jira_port)]
+        jira_cmd += ["--issues", "0", "--project", "ESC", "--site-url", jira]
+        result: dict[str, Any] = {"steady": [], "storm": []}
+        comments: dict[str, Any] = {"latencies": [], "sent": 0, "lost": 0, "echo_writes": 0}
         with (
             child("sandbox", sandbox_cmd, env, home) as sandbox_process,
+            child("jira", jira_cmd, env, home) as jira_process,
             child("gateway", gateway_cmd, env, home) as gateway_process,
         ):
             wait_http(f"{sandbox}/healthz", sandbox_process)
+            wait_http(f"{jira}/healthz", jira_process)
             wait_http(f"{gateway}/healthz", gateway_process)
-            result = asyncio.run(measure(args, gateway, sandbox))
+            if not args.only_comments:
+                result = asyncio.run(measure(args, gateway, sandbox))
+            if args.comments > 0:
+                progress("escalation: Jira comments → ServiceNow work notes")
+                comments = asyncio.run(
+                    measure_comments(
+                        sandbox,
+                        jira,
+                        gateway,
+                        SECRETS,
+                        comments=args.comments,
+                        interval=args.comment_interval,
+                        progress=progress,
+                    )
+                )
+    if args.only_comments:
+        return report_comments(comments)
     steady, storm = result["steady"], result["storm"]
     runs = flow_runs(env["SYNCLINE_LEDGER_URL"])
     both = steady + storm
@@ -395,6 +440,7 @@ def main() -> int:
     )
     print(f"  {runs} alert-to-incident flow runs applied them (none spawned a process)")
     print(f"  floor (no-op background task) {figures(floor)}")
+    print_comments(comments)
     summary = {
         "sent": result["sent"],
         "accepted": result["accepted"],
@@ -415,8 +461,36 @@ def main() -> int:
         "steady_seconds": args.steady_seconds,
         "storm_alerts": args.storm_alerts,
         "storm_seconds": args.storm_seconds,
+        **comment_figures(comments),
     }
     print(json.dumps(summary))
+    return 0
+
+
+def print_comments(comments: dict[str, Any]) -> None:
+    latencies = comments["latencies"]
+    print("Jira comment → ServiceNow work note (Jira's answer → the note visible)")
+    print(f"  comments {figures(latencies)}")
+    print(
+        f"  sent {comments['sent']}, lost {comments['lost']}, "
+        f"echo writes {comments['echo_writes']} (Syncline's own entries written back)"
+    )
+
+
+def comment_figures(comments: dict[str, Any]) -> dict[str, Any]:
+    latencies = comments["latencies"]
+    return {
+        "comments_sent": comments["sent"],
+        "comments_lost": comments["lost"],
+        "comment_p50_s": round(percentile(latencies, 0.5), 3),
+        "comment_p95_s": round(percentile(latencies, 0.95), 3),
+        "echo_writes": comments["echo_writes"],
+    }
+
+
+def report_comments(comments: dict[str, Any]) -> int:
+    print_comments(comments)
+    print(json.dumps(comment_figures(comments)))
     return 0
 
 

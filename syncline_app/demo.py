@@ -8,7 +8,10 @@
 4. runs the flow again: the incremental run touches only those;
 5. posts a signed PagerDuty alert to the webhook gateway (in this process, with the warm
    incident path) and shows the ServiceNow incident the `alert-to-incident` flow opened;
-6. prints where to look, and exits with nothing left running.
+6. escalates an incident of the development group to a Jira sandbox through the gateway
+   (signed Jira webhooks, ServiceNow outbound REST, the warm escalation path), and shows a
+   Jira comment becoming a work note and a work note becoming a comment, once each;
+7. prints where to look, and exits with nothing left running.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -28,7 +33,7 @@ from syncline.specs import IntegrationSpec, find_spec
 from syncline.state import Ledger, dead_letters
 from syncline.sync import SyncSummary, summary_row
 from syncline.two_way_sync import TwoWaySummary
-from syncline_app.devstack import SANDBOX_STATE, temporary_prefect_server
+from syncline_app.devstack import JIRA_STATE, SANDBOX_STATE, temporary_prefect_server
 
 # Before Prefect is imported (the flows are, later): no telemetry, a patient first start.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -64,6 +69,7 @@ def main() -> int:
         os.environ["SYNCLINE_SERVICENOW_URL"] = server.url
         _run_twice(sandbox)
         _alert_to_incident(sandbox)
+        _escalation(sandbox, server.url)
     sandbox.save(settings.home / SANDBOX_STATE)  # `make up` serves this same world
 
     with reporting.connect() as connection:
@@ -202,6 +208,129 @@ def _alert_to_incident(sandbox: ServiceNowSandbox) -> None:
     for name in ("short_description", "impact", "urgency", "priority", "assignment_group",
                  "category", "correlation_id", "state"):  # fmt: skip
         _say(f"    {name:<18} {incident.get(name)}")
+
+
+# --- ServiceNow ↔ Jira escalation ---------------------------------------------------------
+
+ESCALATION = "servicenow-jira-escalation"
+# The demo gateway's own secrets, as above.
+DEMO_JIRA_SECRET = "demo-jira-secret-0123456789"  # noqa: S105
+DEMO_SERVICENOW_TOKEN = "demo-servicenow-token-0123456789"  # noqa: S105
+
+
+def _forget_escalation(ledger: Ledger) -> None:
+    """A demo's Jira sandbox starts empty (ESC-1 again): the ledger forgets the last demo's
+    pairs, journal links, carried events and cursors of the escalation."""
+    from syncline.journal_links import journal_links, record_event_applications
+    from syncline.state import cursors, record_links
+
+    with ledger.engine.begin() as connection:
+        for table in (record_links, dead_letters, journal_links, record_event_applications):
+            connection.execute(sa.delete(table).where(table.c.integration == ESCALATION))
+        connection.execute(sa.delete(cursors).where(cursors.c.integration.like(f"{ESCALATION}%")))
+
+
+def _wait(check: Callable[[], Any], timeout: float = 20.0) -> tuple[Any, float]:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        found = check()
+        if found:
+            return found, time.perf_counter() - started
+        time.sleep(0.05)
+    return None, time.perf_counter() - started
+
+
+def _escalation(sandbox: ServiceNowSandbox, instance_url: str) -> None:
+    """One incident escalated to Jira, one comment crossing each way."""
+    import httpx
+
+    from connectors.jira import adf_to_text, text_to_adf
+    from sandboxes.core.server import free_port
+    from sandboxes.jira import JiraSandbox, JiraSandboxConfig
+    from sandboxes.jira.admin import build_app as build_jira_app
+    from syncline.outbox import GatewayOutbox
+    from syncline_app.escalation_path import EscalationPath, with_escalation_path
+    from syncline_app.gateway.app import create_app
+    from syncline_app.gateway.config import GatewaySettings, load_gateway_config
+    from syncline_app.gateway.forwarder import OutboxForwarder, PrefectEventsAPI
+
+    ledger = Ledger(SynclineSettings().ledger())
+    _forget_escalation(ledger)
+    ledger.dispose()
+    port = free_port()
+    jira = JiraSandbox(
+        JiraSandboxConfig(issues=0, projects=["ESC"], site_url=f"http://127.0.0.1:{port}")
+    )
+    environ = {
+        "SYNCLINE_GATEWAY_JIRA_SECRET": DEMO_JIRA_SECRET,
+        "SYNCLINE_GATEWAY_SERVICENOW_SECRET": DEMO_SERVICENOW_TOKEN,
+    }
+    records_only = GatewaySettings(disabled="datadog,dynatrace,pagerduty,generic")
+    outbox = GatewayOutbox(SynclineSettings().ledger())
+    forwarder = OutboxForwarder(outbox, PrefectEventsAPI.from_prefect_settings())
+    gateway = create_app(load_gateway_config(environ, settings=records_only), outbox, forwarder)
+    _say("\nEscalation: a ServiceNow incident of the Development group, to Jira and back ...")
+    with (
+        BackgroundServer(build_jira_app(jira), port=port) as jira_server,
+        BackgroundServer(with_escalation_path(gateway, EscalationPath())) as served,
+        httpx.Client(base_url=instance_url, auth=("admin", "sandbox"), timeout=10) as sn,
+        httpx.Client(
+            base_url=jira_server.url, auth=("integration@example.com", "sandbox-api-token")
+        ) as jira_api,
+    ):
+        os.environ["SYNCLINE_JIRA_URL"] = jira_server.url
+        os.environ.setdefault("SYNCLINE_JIRA_API_TOKEN", "sandbox-api-token")
+        jira.register_webhook(f"{served.url}/hooks/jira", DEMO_JIRA_SECRET, jql="project = ESC")
+        sandbox.register_outbound_rest(f"{served.url}/hooks/servicenow", DEMO_SERVICENOW_TOKEN)
+        sn.post("/api/now/table/sys_user_group", json={"name": "Development"})
+        body = {
+            "short_description": "Checkout rejects EU cards after release 4.2",
+            "assignment_group": "Development",
+            "impact": "1",
+            "urgency": "2",  # priority 2 - High, by the instance's lookup
+        }
+        sys_id = sn.post("/api/now/table/incident", json=body).json()["result"]["sys_id"]
+
+        def incident() -> dict[str, Any]:
+            return sandbox.get("incident", sys_id) or {}
+
+        key, waited = _wait(lambda: str(incident().get("correlation_id", "")).startswith("ESC-"))
+        key = incident().get("correlation_id") if key else None
+        if not key:
+            _say("  no Jira issue after 20 s: see the servicenow-jira-escalation flow runs")
+            return
+        fields = jira.issue(key)["fields"]
+        _say(
+            f"  {incident()['number']} -> Jira {key} in {waited:.2f}s: {fields['summary']!r}, "
+            f"priority {fields['priority']['name']}, status {fields['status']['name']}"
+        )
+
+        def notes() -> list[str]:
+            rows = sandbox.records("sys_journal_field")
+            return [
+                r["value"]
+                for r in rows
+                if r["element_id"] == sys_id and r["element"] == "work_notes"
+            ]
+
+        def comments() -> list[str]:
+            page = jira_api.get(f"/rest/api/3/issue/{key}/comment").json()
+            return [adf_to_text(comment["body"]) for comment in page["comments"]]
+
+        found = {"body": text_to_adf("Root cause found: a stale BIN table.")}
+        jira_api.post(f"/rest/api/3/issue/{key}/comment", json=found)
+        note, waited = _wait(lambda: notes()[-1] if notes() else None)
+        _say(f"  Jira comment -> work note in {waited:.2f}s: {note!r}")
+        time.sleep(1.0)  # a person types a second apart from Syncline's own write
+        sn.patch(f"/api/now/table/incident/{sys_id}", json={"work_notes": "Customers informed."})
+        comment, waited = _wait(lambda: comments()[-1] if len(comments()) > 1 else None)
+        _say(f"  work note -> Jira comment in {waited:.2f}s: {comment!r}")
+        time.sleep(1.0)  # Syncline's own writes come back as webhooks: carried, not echoed
+        _say(f"  now {len(notes())} work notes and {len(comments())} comments: none echoed")
+    jira.save(SynclineSettings().home / JIRA_STATE)  # `make up` serves this same site
+    sandbox.close()
+    jira.close()
+    outbox.dispose()
 
 
 if __name__ == "__main__":

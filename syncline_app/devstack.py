@@ -32,10 +32,13 @@ import httpx
 
 PREFECT_PORT = 4200
 SANDBOX_PORT = 8701
+JIRA_PORT = 8702
 GATEWAY_PORT = 8765
 GATEWAY_SOURCES = ("datadog", "dynatrace", "pagerduty", "jira", "servicenow", "generic")
 WORK_POOL = "syncline-process"
 SANDBOX_STATE = "servicenow-world.json"  # under the Syncline home; shared by the demo and `up`
+JIRA_STATE = "jira-world.json"  # the Jira sandbox's site, likewise
+JIRA_TOKEN = "sandbox-api-token"  # noqa: S105 - the Jira sandbox's published demo token
 
 
 def _run_dir(home: Path) -> Path:
@@ -92,6 +95,8 @@ def up(home: Path) -> int:
         "SYNCLINE_SERVICENOW_URL": os.environ.get(
             "SYNCLINE_SERVICENOW_URL", f"http://127.0.0.1:{SANDBOX_PORT}"
         ),
+        "SYNCLINE_JIRA_URL": os.environ.get("SYNCLINE_JIRA_URL", f"http://127.0.0.1:{JIRA_PORT}"),
+        "SYNCLINE_JIRA_API_TOKEN": os.environ.get("SYNCLINE_JIRA_API_TOKEN", JIRA_TOKEN),
         "PWD": str(Path.cwd()),
     }
     # The gateway refuses to start without a secret per source: on this loopback-only stack
@@ -119,8 +124,16 @@ def up(home: Path) -> int:
         env,
         run_dir,
     )
+    jira_url = f"http://127.0.0.1:{JIRA_PORT}"
+    _start(
+        "jira-sandbox",
+        [sys.executable, "-m", "sandboxes.jira", "--port", str(JIRA_PORT), "--issues", "0",
+         "--project", "ESC", "--site-url", jira_url, "--state", str(home / JIRA_STATE)],
+        env, run_dir,
+    )  # fmt: skip
     _wait_for(f"{api_url}/health", "the Prefect server")
     _wait_for(f"http://127.0.0.1:{SANDBOX_PORT}/healthz", "the ServiceNow sandbox")
+    _wait_for(f"{jira_url}/healthz", "the Jira sandbox")
     subprocess.run(  # noqa: S603
         [str(bin_dir / "prefect"), "work-pool", "create", WORK_POOL, "--type", "process",
          "--overwrite"],
@@ -144,7 +157,12 @@ def up(home: Path) -> int:
     _start("gateway", [str(bin_dir / "syncline"), "gateway", "--port", str(GATEWAY_PORT)], env,
            run_dir)  # fmt: skip
     _start("incident-path", [str(bin_dir / "syncline"), "alerts", "serve"], env, run_dir)
+    # ServiceNow ↔ Jira escalation: the warm escalation path carries record changes within a
+    # second; the sandboxes' webhooks point at the gateway.
+    escalation_path = [sys.executable, "-m", "syncline_app.escalation_path"]
+    _start("escalation-path", escalation_path, env, run_dir)
     _wait_for(f"http://127.0.0.1:{GATEWAY_PORT}/healthz", "the webhook gateway", timeout=60)
+    _connect_webhooks(env, jira_url)
     print(
         "\nUp:\n"
         f"  Prefect UI        http://127.0.0.1:{PREFECT_PORT}\n"
@@ -155,6 +173,9 @@ def up(home: Path) -> int:
         f"  webhook gateway   http://127.0.0.1:{GATEWAY_PORT}/hooks/<source> (secrets: "
         "SYNCLINE_GATEWAY_<SOURCE>_SECRET, here local-<source>-secret unless set)\n"
         "  incident path     warm: alerts reach ServiceNow incidents within a second\n"
+        f"  Jira sandbox      {jira_url}/rest/api/3/search/jql (project ESC)\n"
+        "  escalation        servicenow-jira-escalation: incidents of the Development group "
+        "<-> ESC issues (webhooks on, warm path, polled every minute)\n"
         f"\nexport PREFECT_API_URL={api_url}   # for prefect CLI commands in this shell\n"
         "prefect deployment run scheduled-sync/cmdb-nightly   # run the sync now\n"
         "make down                                            # stop everything"
@@ -162,9 +183,51 @@ def up(home: Path) -> int:
     return 0
 
 
+def _connect_webhooks(env: dict[str, str], jira_url: str) -> None:
+    """The sandboxes' webhooks to the gateway, as an admin sets them up (README: ServiceNow ↔
+    Jira escalation): a Jira admin webhook with the gateway's Jira secret, and a ServiceNow
+    outbound REST message with its token. Registered on every `up`, once (kept while the
+    sandboxes run)."""
+    hooks = f"http://127.0.0.1:{GATEWAY_PORT}/hooks"
+    servicenow = env["SYNCLINE_SERVICENOW_URL"]
+    token = env.get("SYNCLINE_GATEWAY_SERVICENOW_SECRET", "").split(",")[0]
+    secret = env.get("SYNCLINE_GATEWAY_JIRA_SECRET", "").split(",")[0]
+    if not token or not secret:  # the secrets are in Prefect blocks: the admin registers them
+        print("  webhooks: set up the Jira webhook and ServiceNow REST message by hand (README)")
+        return
+    registered = httpx.get(f"{servicenow}/sandbox/servicenow/outbound-rest", timeout=10).json()
+    if not any(item.get("url") == f"{hooks}/servicenow" for item in registered):
+        httpx.post(
+            f"{servicenow}/sandbox/servicenow/outbound-rest",
+            json={"url": f"{hooks}/servicenow", "name": "Syncline",
+                  "header_value": token},
+            timeout=10,
+        ).raise_for_status()  # fmt: skip
+    auth = ("integration@example.com", env["SYNCLINE_JIRA_API_TOKEN"])
+    webhooks = httpx.get(f"{jira_url}/rest/webhooks/1.0/webhook", auth=auth, timeout=10).json()
+    if not any(item.get("url") == f"{hooks}/jira" for item in webhooks):
+        httpx.post(
+            f"{jira_url}/rest/webhooks/1.0/webhook",
+            auth=auth,
+            json={"name": "Syncline", "url": f"{hooks}/jira",
+                  "events": ["jira:issue_created", "jira:issue_updated", "comment_created"],
+                  "filters": {"issue-related-events-section": "project = ESC"},
+                  "secret": secret},
+            timeout=10,
+        ).raise_for_status()  # fmt: skip
+
+
 def down(home: Path) -> int:
     run_dir = _run_dir(home)
-    for name in ("incident-path", "gateway", "worker", "sandbox", "prefect-server"):
+    for name in (
+        "escalation-path",
+        "incident-path",
+        "gateway",
+        "worker",
+        "jira-sandbox",
+        "sandbox",
+        "prefect-server",
+    ):
         pid_file = run_dir / f"{name}.pid"
         if not pid_file.exists():
             continue
