@@ -80,8 +80,9 @@ async def publish_incidents(spec: AlertSpec, report: DrainReport) -> None:
         table=rows,
         description=(
             f"{spec.name}: {report.count('opened')} opened, {report.count('updated')} updated, "
-            f"{report.count('resolved')} resolved, {report.count('dead-lettered')} "
-            f"dead-lettered from {report.entries} deliveries; {report.backlog} waiting"
+            f"{report.count('resolved')} resolved, {report.count('reopened')} reopened, "
+            f"{report.count('dead-lettered')} dead-lettered from {report.entries} deliveries; "
+            f"{report.backlog} waiting"
         ),
     )
 
@@ -104,13 +105,14 @@ async def alert_to_incident(
         await publish_incidents(spec, report)
     logger.info(
         "%s: %d deliveries applied in %d batch(es): %d opened, %d updated, %d resolved, "
-        "%d unchanged, %d dead-lettered; %d waiting%s",
+        "%d reopened, %d unchanged, %d dead-lettered; %d waiting%s",
         spec.name,
         report.entries,
         report.batches,
         report.count("opened"),
         report.count("updated"),
         report.count("resolved"),
+        report.count("reopened"),
         report.count("unchanged"),
         report.count("dead-lettered"),
         report.backlog,

@@ -42,7 +42,12 @@ from syncline.state import Ledger
 # Everything but the characters that mean something in an encoded query (and %, the escape).
 _KEY_SAFE = "".join(chr(c) for c in range(32, 127) if chr(c) not in "%,^")
 
-Action = Literal["opened", "updated", "resolved", "unchanged", "dead-lettered"]
+Action = Literal["opened", "updated", "resolved", "reopened", "unchanged", "dead-lettered"]
+
+# An alert that fires again after its incident was resolved reopens it: a resolved incident
+# that stayed resolved would hide the alert firing. Closed incidents are final in ServiceNow
+# and are left as they are.
+REOPENED_STATE = "2"  # In Progress
 Clock = Callable[[], datetime]
 
 
@@ -141,6 +146,7 @@ class _Prepared:
     status: str = "?"
     reason: str | None = None
     outcome: str = "unchanged"
+    reopens: bool = False
     incident_key: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -148,8 +154,10 @@ class _Prepared:
 class IncidentDrainer:
     """Applies the outbox's alert deliveries to incidents, batch by batch, as ``holder``.
 
-    ``lookup`` (a source keyed by correlation id on the incident table) is read after each
-    batch for the incidents' numbers; without it the report has their keys only.
+    ``lookup`` (a source keyed by correlation id on the incident table) is read before each
+    batch's write, for the incidents' states (an alert firing again reopens its resolved
+    incident) and numbers, and after it for the numbers of the incidents it opened; without
+    it the report has their keys only and resolved incidents stay resolved.
     """
 
     def __init__(
@@ -190,8 +198,13 @@ class IncidentDrainer:
         try:
             entries = await asyncio.to_thread(self.claims.entries_of, taken)
             prepared = [self._prepare(alert, flow_run_id) for alert in coalesce(entries)]
-            await self._write(prepared, flow_run_id)
-            numbers = await self._numbers(prepared)
+            current = await self._incidents(prepared)
+            await self._write(prepared, current, flow_run_id)
+            numbers = {key: str(found.get("number") or "") for key, found in current.items()}
+            created = [item for item in prepared if item.outcome == "created"]
+            if created:
+                after = await self._incidents(created)
+                numbers.update({k: str(found.get("number") or "") for k, found in after.items()})
         except BaseException:
             await asyncio.to_thread(self.claims.release, self.holder, taken)
             raise
@@ -265,13 +278,22 @@ class IncidentDrainer:
             )
         return item
 
-    async def _write(self, prepared: list[_Prepared], flow_run_id: str | None) -> None:
+    async def _write(
+        self,
+        prepared: list[_Prepared],
+        current: dict[str, dict[str, Any]],
+        flow_run_id: str | None,
+    ) -> None:
         """One ``apply_records`` per set of fields the drafts carry: a field a draft leaves
         out (no state while the alert is open) must stay as it is, not be emptied."""
         groups: dict[tuple[str, ...], list[_Prepared]] = {}
         for item in prepared:
             if item.draft is not None:
                 record = item.draft.as_record()
+                existing = current.get(item.draft.correlation_id, {})
+                if item.status == "triggered" and existing.get("state") == RESOLVED_STATE:
+                    record["state"] = REOPENED_STATE
+                    item.reopens = True
                 fields = tuple(name for name in INCIDENT_FIELDS if name in record)
                 item.extra = record
                 groups.setdefault(fields, []).append(item)
@@ -297,16 +319,18 @@ class IncidentDrainer:
                 elif key in updated:
                     item.outcome = "updated"
 
-    async def _numbers(self, prepared: list[_Prepared]) -> dict[str, str]:
+    async def _incidents(self, prepared: list[_Prepared]) -> dict[str, dict[str, Any]]:
+        """The incidents of ``prepared`` as they are now, by correlation id (none without
+        a lookup)."""
         fetch = getattr(self.lookup, "fetch", None)
         keys = [item.draft.correlation_id for item in prepared if item.draft is not None]
         if fetch is None or not keys:
             return {}
         frame = await fetch(keys)
-        if frame.empty or "number" not in frame.columns:
-            return {}
         key = self.spec.target.key
-        return {str(k): str(n) for k, n in zip(frame[key], frame["number"], strict=True)}
+        if frame.empty or key not in frame.columns:
+            return {}
+        return {str(record[key]): record for record in frame.to_dict(orient="records")}
 
 
 def _outcome(item: _Prepared, numbers: dict[str, str]) -> IncidentOutcome:
@@ -316,6 +340,8 @@ def _outcome(item: _Prepared, numbers: dict[str, str]) -> IncidentOutcome:
         action = "dead-lettered"
     elif item.outcome == "created":
         action = "opened"
+    elif item.outcome == "updated" and item.reopens:
+        action = "reopened"
     elif item.outcome == "updated":
         action = "resolved" if draft is not None and draft.state == RESOLVED_STATE else "updated"
     else:
@@ -332,6 +358,6 @@ def _outcome(item: _Prepared, numbers: dict[str, str]) -> IncidentOutcome:
         notifications=len(alert.entries),
         title=item.title,
         incident_key=item.incident_key,
-        number=numbers.get(key),
+        number=numbers.get(key) or None,
         reason=item.reason,
     )

@@ -161,6 +161,13 @@ async def test_an_alert_opens_one_incident_which_its_renotification_updates_and_
     again = await world.drainer().drain()
     assert again.entries == 0 and again.backlog == 0
 
+    # The alert fires again after its recovery: the resolved incident is reopened, not hidden.
+    deliver(world.outbox, "datadog", payloads.datadog(date="1767607380000"))
+    [reopened] = (await world.drainer().drain()).incidents
+    assert reopened.action == "reopened" and reopened.number == opened.number
+    assert world.incidents()[opened.correlation_id]["state"] == "2"
+    assert world.sandbox.creates_by_correlation("incident") == {opened.correlation_id: 1}
+
 
 async def test_a_storm_of_one_alert_is_one_write_and_a_trigger_then_resolve_ends_resolved(
     world: World,
