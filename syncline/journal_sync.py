@@ -202,8 +202,9 @@ class JournalSync:
         await self._carry(state, "a", "b")
         await self._carry(state, "b", "a")
 
-    def _recognise(self, state: _PairState) -> None:
-        """Link the unlinked entries Syncline wrote (their marker names their origin)."""
+    def _recognise(self, state: _PairState, *, count: bool = True) -> None:
+        """Link the unlinked entries Syncline wrote (their marker names their origin);
+        ``count``: they were written before this run (not just read back after an append)."""
         for side in SIDES:
             for entry in state.entries[side]:
                 if entry.id in state.linked[side]:
@@ -216,7 +217,7 @@ class JournalSync:
                     continue  # its origin is linked to another copy: a duplicate, left alone
                 a_entry, b_entry = (origin_id, entry.id) if origin == "a" else (entry.id, origin_id)
                 self._link(state, a_entry, b_entry, origin)
-                self.report.recognised += 1
+                self.report.recognised += int(count)
 
     async def _carry(self, state: _PairState, origin: Side, target: Side) -> None:
         """Append ``origin``'s new entries on ``target``, oldest first, and link them."""
@@ -247,7 +248,7 @@ class JournalSync:
             # Read the target's journal back to learn the new entries' ids by their markers.
             found = (await self.journals[target].entries([keys[target]])).get(keys[target], [])
             state.entries[target] = found
-            self._recognise(state)
+            self._recognise(state, count=False)
         if new:
             self.logger.info(
                 "%s: %s / %s: %d %s(s) carried to %s",

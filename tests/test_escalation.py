@@ -540,3 +540,29 @@ def test_end_to_end_signed_webhooks_through_the_gateway_on_a_real_prefect_server
 
         eventually(triggered, timeout=20)
         assert path.runs >= 1
+
+
+def test_a_storm_is_one_drainer_at_a_time_and_a_collapsed_run_loses_nothing(world: World) -> None:
+    sys_id, key = escalate(world)
+    time.sleep(1.1)
+    for number in range(25):
+        world.comment(key, f"Storm comment {number}")
+    world.settle()
+    # Another drainer (the deployment's run, say) holds the integration: this run collapses.
+    other = "worker-1:42:deadbeef"
+    assert world.links.take_lease(
+        world.spec.name, other, ttl=timedelta(minutes=1), now=datetime.now(UTC)
+    )
+    collapsed = world.run()
+    assert collapsed.collapsed and collapsed.events == 0 and collapsed.backlog >= 25
+    world.links.release_lease(world.spec.name, other)
+    # The next drain carries every waiting webhook, the comments in order: one batch, and one
+    # more for the webhooks of its own 25 work notes (recognised, nothing written).
+    carried = world.run()
+    assert carried.events >= 25 and carried.batches <= 2
+    assert carried.journal.a_appended == 25 and carried.journal.b_appended == 0
+    # (Appended in the comments' order; ServiceNow sorts the entries of one second by id.)
+    notes = {note.split("\n\n")[0] for note in world.work_notes(sys_id)}
+    assert notes == {f"Storm comment {number}" for number in range(25)}
+    world.quiet()
+    assert len(world.comments(key)) == 25 and len(world.work_notes(sys_id)) == 25

@@ -92,8 +92,10 @@ def test_a_work_note_whose_answer_was_lost_is_not_appended_twice(world: World) -
     world.servicenow.faults = FaultConfig()
     assert report.journal.in_doubt == 1 and report.journal.failed_pairs == [f"{sys_id}:{key}"]
     assert len(world.work_notes(sys_id)) == 1
-    # The next run finds the note by its marker and links it: one note, no echo.
+    # The note's own webhook (the same drain's next batch, if it came in time) or the next run
+    # finds the note by its marker and links it: one note, no echo.
     again = world.run("poll")
-    assert again.journal.recognised == 1 and again.journal.a_appended == 0
+    assert report.journal.recognised + again.journal.recognised == 1
+    assert again.journal.a_appended == 0
     world.quiet()
     assert len(world.work_notes(sys_id)) == 1 and len(world.comments(key)) == 1
