@@ -201,7 +201,7 @@ class EscalationRunner:
             self.spec.name,
             journal_of(self.ends["a"]),
             journal_of(self.ends["b"]),
-            self.links,
+            self.ledger,
             flow_run_id=self.flow_run_id,
             now=self.now,
             logger=self.logger,

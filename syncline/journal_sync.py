@@ -14,7 +14,9 @@ sides' entries as they are now and, for each pair:
 
 An entry is carried once, in the order it was written on its side; edits and deletions are not
 carried (a ServiceNow journal entry cannot be edited). A lost answer to an append is settled
-by the next run, which finds the marker or appends again.
+by the next run, which finds the marker or appends again. A pair whose journal cannot be
+carried (a record gone, a refusal) is a dead letter of the integration (``journal:<A key>:<B
+key>``, stage ``journal``), retried by every run and closed when it goes through.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ from typing import Literal, Protocol
 from pydantic import BaseModel
 
 from connectors.base.errors import ConnectorError, UncertainWriteError
+from connectors.base.records import RejectedRecord
 from connectors.jira.comments import JiraComments
 from connectors.jira.records import JiraIssueSource
 from connectors.servicenow.journal import ServiceNowJournal
 from connectors.servicenow.records import ServiceNowTableSource
 from syncline.journal_links import EscalationLedger, JournalLink
+from syncline.state import Ledger
 from syncline.two_way_sync import Endpoint
 
 log = logging.getLogger("syncline.journal_sync")
@@ -46,6 +50,11 @@ MARKER = re.compile(
     r"\[Syncline: (?P<system>ServiceNow work note|Jira comment) (?P<entry>[A-Za-z0-9_.:-]+)\]\s*\Z"
 )
 ORIGIN_LABEL: dict[Side, str] = {"a": "ServiceNow work note", "b": "Jira comment"}
+LETTER_PREFIX = "journal:"
+
+
+def letter_key(a_key: str, b_key: str) -> str:
+    return f"{LETTER_PREFIX}{a_key}:{b_key}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +161,7 @@ class JournalSync:
         integration: str,
         a: Journal,
         b: Journal,
-        ledger: EscalationLedger,
+        ledger: Ledger,
         *,
         flow_run_id: str | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -161,19 +170,29 @@ class JournalSync:
         self.integration = integration
         self.journals: dict[Side, Journal] = {"a": a, "b": b}
         self.ledger = ledger
+        self.links = EscalationLedger(ledger.engine)
         self.flow_run_id = flow_run_id
         self.now = now
         self.logger = logger
         self.report = JournalReport()
 
     async def run(self, pairs: Iterable[tuple[str, str]]) -> JournalReport:
-        """Carry the new entries of each (A key, B key) pair; one pair failing (the record
-        gone, a refusal) is reported and the others still go through."""
-        wanted = list(dict.fromkeys(pairs))
+        """Carry the new entries of each (A key, B key) pair, and of the pairs held as dead
+        letters; one pair failing (the record gone, a refusal) is parked as a dead letter and
+        the others still go through."""
+        held = {
+            key
+            for key in self.ledger.pending_dead_letter_keys(self.integration)
+            if key.startswith(LETTER_PREFIX)
+        }
+        retried = [tuple(key[len(LETTER_PREFIX) :].split(":", 1)) for key in sorted(held)]
+        wanted = list(dict.fromkeys([*pairs, *((a, b) for a, b in retried)]))
         if not wanted:
             return self.report
         notes = await self.journals["a"].entries([a for a, _ in wanted])
         comments = await self.journals["b"].entries([b for _, b in wanted])
+        letters: list[RejectedRecord] = []
+        through: list[str] = []
         for a_key, b_key in wanted:
             state = _PairState(
                 a_key, b_key, {"a": notes.get(a_key, []), "b": comments.get(b_key, [])}
@@ -183,19 +202,31 @@ class JournalSync:
                 await self._pair(state)
             except ConnectorError as error:
                 self.report.failed_pairs.append(f"{a_key}:{b_key}")
-                self.logger.warning(
-                    "%s: journal of %s / %s not carried: %s", self.integration, a_key, b_key, error
+                reason = f"work notes / comments of {a_key} / {b_key} not carried: {error}"
+                letters.append(
+                    RejectedRecord(letter_key(a_key, b_key), reason, {"a": a_key, "b": b_key})
                 )
+                self.logger.warning("%s: %s", self.integration, reason)
+            else:
+                through.append(letter_key(a_key, b_key))
+        self.ledger.dead_letter(
+            self.integration, letters, stage="journal", flow_run_id=self.flow_run_id
+        )
+        closing = sorted(set(through) & held)
+        if closing:
+            self.ledger.resolve_dead_letters(
+                self.integration, closing, status="resolved", flow_run_id=self.flow_run_id
+            )
         return self.report
 
     def _link(self, state: _PairState, a_entry: str, b_entry: str, origin: Side) -> None:
         link = JournalLink(state.a_key, state.b_key, a_entry, b_entry, origin)
-        self.ledger.link(self.integration, link, flow_run_id=self.flow_run_id, now=self.now())
+        self.links.link(self.integration, link, flow_run_id=self.flow_run_id, now=self.now())
         state.linked["a"].add(a_entry)
         state.linked["b"].add(b_entry)
 
     async def _pair(self, state: _PairState) -> None:
-        for link in self.ledger.links(self.integration, state.a_key, state.b_key):
+        for link in self.links.links(self.integration, state.a_key, state.b_key):
             state.linked["a"].add(link.a_entry)
             state.linked["b"].add(link.b_entry)
         self._recognise(state)

@@ -92,10 +92,14 @@ def test_a_work_note_whose_answer_was_lost_is_not_appended_twice(world: World) -
     world.servicenow.faults = FaultConfig()
     assert report.journal.in_doubt == 1 and report.journal.failed_pairs == [f"{sys_id}:{key}"]
     assert len(world.work_notes(sys_id)) == 1
+    # The pair was parked as a dead letter, saying what and where, until its journal went through.
+    (letter,) = world.ledger.dead_letters(world.spec.name, status=None)
+    assert letter.source_key == f"journal:{sys_id}:{key}" and "may or may not" in letter.reason
     # The note's own webhook (the same drain's next batch, if it came in time) or the next run
     # finds the note by its marker and links it: one note, no echo.
     again = world.run("poll")
     assert report.journal.recognised + again.journal.recognised == 1
     assert again.journal.a_appended == 0
+    assert world.ledger.dead_letters(world.spec.name, status="pending") == []
     world.quiet()
     assert len(world.work_notes(sys_id)) == 1 and len(world.comments(key)) == 1
