@@ -9,7 +9,7 @@ Processes, as ``make up`` runs them: a Prefect server (temporary, on a free port
 ServiceNow sandbox (``syncline sandbox``), and the webhook gateway with the warm incident path
 in its process (``with_incident_path``), all on loopback. This process posts signed alerts
 (Datadog with its token header, PagerDuty signed ``v1=`` HMAC, alternating; each a new alert)
-and polls the sandbox's incident table every 50 ms.
+and polls the sandbox's incident table every 50 ms for the incidents of the alerts not yet seen.
 
 Per alert: from the gateway's 202 to its incident visible in the sandbox. Phases: steady (one
 alert a second) and storm (``--storm-alerts`` spread over ``--storm-seconds``). Lost = sent
@@ -90,15 +90,28 @@ def floor_latencies(samples: int, env: dict[str, str]) -> list[float]:
     )
     try:
         time.sleep(4)  # the worker subscribes to its task keys
+        ran_after(noop.delay(time.time()))  # warm-up, not counted: the worker's first run
         latencies = []
         for _ in range(samples):
-            future = noop.delay(time.time())
-            latencies.append(float(future.result(timeout=30)))
+            latencies.append(ran_after(noop.delay(time.time())))
             time.sleep(0.2)
         return latencies
     finally:
         worker.terminate()
         worker.wait(timeout=20)
+
+
+def ran_after(future: Any, timeout: float = 60.0) -> float:
+    """The task's own figure; a result asked for before the task run is known to the server
+    raises at once ("no state"), so it is asked again until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return float(future.result(timeout=timeout))
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def serve_task_worker() -> None:
@@ -199,18 +212,24 @@ class Run:
         return correlation
 
     async def poll(self, client: httpx.AsyncClient, stop: asyncio.Event) -> None:
-        params = {
-            "sysparm_query": f"correlation_idLIKE{self.run}",
-            "sysparm_fields": "correlation_id",
-            "sysparm_limit": "10000",
-        }
+        """Every 50 ms, the incidents of the alerts accepted and not yet seen (a few dozen
+        at most, even in the storm: reading them all each time would load the machine the
+        path runs on)."""
         while not stop.is_set():
-            answer = await client.get(
-                f"{self.sandbox}/api/now/table/incident", params=params, auth=SANDBOX_AUTH
-            )
-            now = time.monotonic()
-            for record in answer.json()["result"]:
-                self.seen.setdefault(record["correlation_id"], now)
+            outstanding = sorted(set(self.accepted) - set(self.seen))
+            for start in range(0, len(outstanding), 100):
+                params = {
+                    "sysparm_query": "correlation_idIN"
+                    + ",".join(outstanding[start : start + 100]),
+                    "sysparm_fields": "correlation_id",
+                    "sysparm_limit": "1000",
+                }
+                answer = await client.get(
+                    f"{self.sandbox}/api/now/table/incident", params=params, auth=SANDBOX_AUTH
+                )
+                now = time.monotonic()
+                for record in answer.json()["result"]:
+                    self.seen.setdefault(record["correlation_id"], now)
             await asyncio.sleep(0.05)
 
     def latencies(self, correlations: list[str]) -> list[float]:
