@@ -459,6 +459,11 @@ def test_end_to_end_signed_webhooks_through_the_gateway_on_a_real_prefect_server
             stack.callback(worker.drain_all, timeout=10)
         prefect.start()
         deploy_escalation(prefect.api_url)
+        name = "servicenow-jira-escalation"
+        deployed = httpx.get(f"{prefect.api_url}/deployments/name/{name}/{name}").json()
+        (polling,) = deployed["schedules"]  # the polling fallback, every minute
+        assert polling["schedule"]["cron"] == "* * * * *" and polling["parameters"]["poll"]
+        assert deployed["concurrency_limit"] == 1 or deployed.get("global_concurrency_limit")
 
         # The gateway's process: HTTP side, forwarder to Prefect, and the warm path.
         forwarder = OutboxForwarder(
