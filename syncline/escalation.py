@@ -41,7 +41,13 @@ from syncline.specs import SourceSpec
 from syncline.state import Ledger
 from syncline.sync import window_start
 from syncline.two_way import TwoWaySpec
-from syncline.two_way_sync import Endpoint, TwoWaySummary, finish_two_way_run, run_two_way
+from syncline.two_way_sync import (
+    Endpoint,
+    TwoWaySummary,
+    finish_two_way_run,
+    run_two_way,
+    two_way_row,
+)
 
 log = logging.getLogger("syncline.escalation")
 
@@ -74,13 +80,7 @@ class EscalationReport(BaseModel):
 
     def count(self, what: str) -> int:
         """A total over the runs' summaries: ``a_created``, ``b_updated``, ``conflicts`` …"""
-        total = 0
-        for summary in self.two_way:
-            if what[:2] in ("a_", "b_"):
-                total += int(getattr(summary.side(what[0]), what[2:]))  # type: ignore[arg-type]
-            else:
-                total += int(getattr(summary, what))
-        return total
+        return sum(int(two_way_row(summary)[what]) for summary in self.two_way)
 
     def add_journal(self, report: JournalReport) -> None:
         mine = self.journal

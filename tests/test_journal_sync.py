@@ -12,7 +12,7 @@ import time
 
 from sandboxes.core.faults import FaultConfig
 from syncline.journal_sync import marker_of, with_marker
-from tests.test_escalation import World, escalate
+from tests.support.escalation_world import World, escalate
 from tests.test_escalation import world as world  # the fixture
 
 
