@@ -37,7 +37,7 @@ from syncline.apply import apply_records
 from syncline.inbound.models import Alert
 from syncline.inbound.routing import RESOLVED_STATE, IncidentDraft, correlation_id, route
 from syncline.outbox import OutboxEntry
-from syncline.state import Ledger
+from syncline.state import Ledger, LinkConflictError
 
 # Everything but the characters that mean something in an encoded query (and %, the escape).
 _KEY_SAFE = "".join(chr(c) for c in range(32, 127) if chr(c) not in "%,^")
@@ -267,15 +267,8 @@ class IncidentDrainer:
             )
             item.title, item.status = parsed.title, parsed.status
         except (ValidationError, ValueError) as error:
-            item.reason = f"outbox entry {latest.id}: not an alert Syncline can route: {error}"
-            item.outcome = "dead-lettered"
-            key = incident_correlation_id(alert.source, alert.subject_key)
-            self.ledger.dead_letter(
-                self.spec.name,
-                [RejectedRecord(key, item.reason, {"outbox_id": latest.id, **latest.payload})],
-                stage="route",
-                flow_run_id=flow_run_id,
-            )
+            reason = f"outbox entry {latest.id}: not an alert Syncline can route: {error}"
+            self._park(item, reason, "route", flow_run_id)
         return item
 
     async def _write(
@@ -298,26 +291,61 @@ class IncidentDrainer:
                 item.extra = record
                 groups.setdefault(fields, []).append(item)
         for fields, items in groups.items():
-            applied = await apply_records(
-                self.spec.apply_spec(fields),
-                [item.extra for item in items],
-                self.target,
-                self.ledger,
-                flow_run_id=flow_run_id,
-            )
-            result = applied.result
-            created, updated = set(map(str, result.created)), set(map(str, result.updated))
-            rejected = {r.key: r.reason for r in (*applied.mapped.rejected, *result.rejected)}
-            for item in items:
-                assert item.draft is not None
-                key = item.draft.correlation_id
-                item.incident_key = result.assigned_keys.get(key)
-                if key in rejected:
-                    item.outcome, item.reason = "dead-lettered", rejected[key]
-                elif key in created:
-                    item.outcome = "created"
-                elif key in updated:
-                    item.outcome = "updated"
+            try:
+                await self._apply(fields, items, flow_run_id)
+            except LinkConflictError:
+                # The ledger links an incident to another alert already (a target restored
+                # from a backup, a ledger kept across sandboxes): that alert alone is parked,
+                # not the whole batch, which would otherwise fail on every retry.
+                for item in items:
+                    try:
+                        await self._apply(fields, [item], flow_run_id)
+                    except LinkConflictError as error:
+                        reason = f"incident written, link refused: {error}"
+                        self._park(item, reason, "link", flow_run_id)
+                    absent = item.draft is not None and item.draft.correlation_id not in current
+                    if item.outcome == "unchanged" and absent and self.lookup is not None:
+                        item.outcome = "created"  # by the batch's first attempt
+
+    async def _apply(
+        self, fields: tuple[str, ...], items: list[_Prepared], flow_run_id: str | None
+    ) -> None:
+        applied = await apply_records(
+            self.spec.apply_spec(fields),
+            [item.extra for item in items],
+            self.target,
+            self.ledger,
+            flow_run_id=flow_run_id,
+        )
+        result = applied.result
+        created, updated = set(map(str, result.created)), set(map(str, result.updated))
+        rejected = {r.key: r.reason for r in (*applied.mapped.rejected, *result.rejected)}
+        for item in items:
+            assert item.draft is not None
+            key = item.draft.correlation_id
+            item.incident_key = result.assigned_keys.get(key)
+            if key in rejected:
+                item.outcome, item.reason = "dead-lettered", rejected[key]
+            elif key in created:
+                item.outcome = "created"
+            elif key in updated:
+                item.outcome = "updated"
+
+    def _park(self, item: _Prepared, reason: str, stage: str, flow_run_id: str | None) -> None:
+        """``item``'s alert as a dead letter of the spec's integration, with its delivery."""
+        latest = item.alert.latest
+        key = (
+            item.draft.correlation_id
+            if item.draft is not None
+            else incident_correlation_id(item.alert.source, item.alert.subject_key)
+        )
+        item.outcome, item.reason = "dead-lettered", reason
+        self.ledger.dead_letter(
+            self.spec.name,
+            [RejectedRecord(key, reason, {"outbox_id": latest.id, **latest.payload})],
+            stage=stage,
+            flow_run_id=flow_run_id,
+        )
 
     async def _incidents(self, prepared: list[_Prepared]) -> dict[str, dict[str, Any]]:
         """The incidents of ``prepared`` as they are now, by correlation id (none without

@@ -30,7 +30,7 @@ from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
 from sandboxes.servicenow.admin import build_app
 from syncline.settings import SynclineSettings
 from syncline.specs import IntegrationSpec, find_spec
-from syncline.state import Ledger, dead_letters
+from syncline.state import Ledger, dead_letters, record_links
 from syncline.sync import SyncSummary, summary_row
 from syncline.two_way_sync import TwoWaySummary
 from syncline_app.devstack import JIRA_STATE, SANDBOX_STATE, temporary_prefect_server
@@ -149,6 +149,7 @@ def _run_twice(sandbox: ServiceNowSandbox) -> None:
 
 # The demo gateway's own secret: it lives on loopback for one command.
 DEMO_PAGERDUTY_SECRET = "demo-pagerduty-secret-0123456789"  # noqa: S105
+ALERTS = "alert-to-servicenow"
 
 
 def _alert_to_incident(sandbox: ServiceNowSandbox) -> None:
@@ -168,6 +169,9 @@ def _alert_to_incident(sandbox: ServiceNowSandbox) -> None:
     environ = {"SYNCLINE_GATEWAY_PAGERDUTY_SECRET": DEMO_PAGERDUTY_SECRET}
     only_pagerduty = GatewaySettings(disabled="datadog,dynatrace,jira,servicenow,generic")
     outbox = GatewayOutbox(SynclineSettings().ledger())
+    # Each demo seeds a new sandbox world: links to the incidents of an earlier one are void.
+    with outbox.engine.begin() as connection:
+        connection.execute(sa.delete(record_links).where(record_links.c.integration == ALERTS))
     forwarder = OutboxForwarder(outbox, PrefectEventsAPI.from_prefect_settings())
     gateway = create_app(load_gateway_config(environ, settings=only_pagerduty), outbox, forwarder)
     alert_key = f"PDEMO{int(time.time())}"

@@ -275,3 +275,28 @@ def test_validate_checks_the_alert_specs(
     missing = tmp_path / "none.yaml"  # no prefect.yaml: the specs alone
     assert main(["validate", "--specs-dir", str(tmp_path), "--prefect-yaml", str(missing)]) == 0
     assert "ok  alert-to-servicenow: alerts -> servicenow:incident" in capsys.readouterr().out
+
+
+def pagerduty_alert(incident_id: str) -> dict[str, Any]:
+    payload = payloads.pagerduty(event_id=f"evt-{incident_id}")
+    payload["event"]["data"]["id"] = incident_id
+    return payload
+
+
+async def test_an_incident_linked_to_another_alert_parks_that_alert_alone(world: World) -> None:
+    deliver(world.outbox, "pagerduty", pagerduty_alert("PA"))
+    [first] = (await world.drainer().drain()).incidents
+    assert first.incident_key is not None
+    # The incident now says it belongs to alert PB (restored from a backup, edited by hand),
+    # while the ledger links it to PA.
+    world.sandbox.update("incident", first.incident_key, {"correlation_id": "pagerduty:PB"})
+    deliver(world.outbox, "pagerduty", pagerduty_alert("PB"))
+    deliver(world.outbox, "pagerduty", pagerduty_alert("PC"))
+    report = await world.drainer().drain()
+    outcomes = {item.correlation_id: item for item in report.incidents}
+    assert outcomes["pagerduty:PC"].action == "opened"
+    assert outcomes["pagerduty:PB"].action == "dead-lettered"
+    assert "link refused" in (outcomes["pagerduty:PB"].reason or "")
+    [letter] = world.ledger.dead_letters("alert-to-servicenow")
+    assert letter.stage == "link" and letter.source_key == "pagerduty:PB"
+    assert report.backlog == 0  # recorded: the batch did not fail on every retry
