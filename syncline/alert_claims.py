@@ -253,6 +253,26 @@ class AlertClaims:
             )
         )
 
+    def retry_dead_lettered(self, outbox_ids: Sequence[str] | None = None) -> list[str]:
+        """Forget that these dead-lettered deliveries (all, without ``outbox_ids``) were
+        applied, so the next drain applies them again (after the cause was fixed). Safe to
+        repeat: the incident is upserted by correlation id, and the dead letter closes when
+        its alert goes through. Returns the outbox ids forgotten."""
+        condition = alert_applications.c.outcome == "dead-lettered"
+        if outbox_ids is not None:
+            condition = sa.and_(condition, alert_applications.c.outbox_id.in_(list(outbox_ids)))
+        with self.engine.begin() as connection:
+            ids = list(
+                connection.execute(sa.select(alert_applications.c.outbox_id).where(condition))
+                .scalars()
+                .all()
+            )
+            if ids:
+                connection.execute(
+                    sa.delete(alert_applications).where(alert_applications.c.outbox_id.in_(ids))
+                )
+        return ids
+
     def applied(self, outbox_ids: Iterable[str] | None = None) -> dict[str, AppliedEntry]:
         """Application records by outbox id (of ``outbox_ids``, or all): for audit and tests."""
         query = sa.select(alert_applications)

@@ -269,6 +269,25 @@ def _alerts_serve(args: argparse.Namespace) -> int:
     return serve(args.alert_spec, poll_interval=args.poll_interval)
 
 
+def _alerts_retry(args: argparse.Namespace) -> int:
+    from syncline.alert_claims import AlertClaims
+    from syncline.settings import SynclineSettings
+    from syncline.state import Ledger
+
+    ledger = Ledger(SynclineSettings().ledger())
+    try:
+        ids = AlertClaims(ledger.engine).retry_dead_lettered(args.outbox_ids or None)
+    finally:
+        ledger.dispose()
+    for outbox_id in ids:
+        print(f"retry {outbox_id}")
+    print(
+        f"{len(ids)} dead-lettered alert deliveries will be applied again by the next run "
+        "(the warm path, or: prefect deployment run alert-to-incident/alert-to-servicenow)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="syncline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -343,6 +362,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--poll-interval", type=float, default=0.25, help="seconds between looks at the outbox"
     )
     alerts_serve.set_defaults(handler=_alerts_serve)
+    alerts_retry = alert_commands.add_parser(
+        "retry",
+        help="apply dead-lettered alert deliveries again once the cause is fixed "
+        "(see syncline dead-letters alert-to-servicenow)",
+    )
+    alerts_retry.add_argument(
+        "outbox_ids", nargs="*", metavar="OUTBOX_ID", help="default: every dead-lettered one"
+    )
+    alerts_retry.set_defaults(handler=_alerts_retry)
     return parser
 
 

@@ -300,3 +300,11 @@ async def test_an_incident_linked_to_another_alert_parks_that_alert_alone(world:
     [letter] = world.ledger.dead_letters("alert-to-servicenow")
     assert letter.stage == "link" and letter.source_key == "pagerduty:PB"
     assert report.backlog == 0  # recorded: the batch did not fail on every retry
+
+    # On-call fixes the incident's correlation id and retries the parked delivery.
+    world.sandbox.update("incident", first.incident_key, {"correlation_id": "pagerduty:PA"})
+    assert len(world.claims.retry_dead_lettered()) == 1
+    [retried] = (await world.drainer().drain()).incidents
+    assert retried.correlation_id == "pagerduty:PB" and retried.action == "opened"
+    assert world.ledger.dead_letters("alert-to-servicenow") == []
+    assert world.claims.retry_dead_lettered() == []
