@@ -9,6 +9,7 @@ emits the events and the warm escalation path runs the ``servicenow-jira-escalat
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -354,6 +355,14 @@ def test_end_to_end_signed_webhooks_through_the_gateway_on_a_real_prefect_server
 
         eventually(triggered, timeout=20)
         assert path.runs >= 1
+
+        # The polling fallback, as the schedule runs it: everything is in step already.
+        from flows.escalation import escalation
+
+        polled = asyncio.run(escalation(poll=True))
+        assert polled.mode == "poll" and not polled.collapsed
+        assert polled.count("a_updated") == polled.count("b_updated") == 0
+        assert polled.journal.a_appended == polled.journal.b_appended == 0
 
 
 def test_a_storm_is_one_drainer_at_a_time_and_a_collapsed_run_loses_nothing(world: World) -> None:
