@@ -61,7 +61,10 @@ def main() -> int:
 
     started = time.perf_counter()
     _say(f"Seeding a ServiceNow sandbox with {CIS:,} servers ...")
-    sandbox = ServiceNowSandbox(ServiceNowSandboxConfig(cmdb_ci_server=CIS))
+    # The outbound REST message sends sys_mod_count, as the README's business rule does.
+    sandbox = ServiceNowSandbox(
+        ServiceNowSandboxConfig(cmdb_ci_server=CIS, outbound_fields=["sys_mod_count"])
+    )
     spec, ledger, reporting = _fresh_state(settings, reporting_url)
     # The Prefect server first: it dies with this process (see temporary_prefect_server),
     # and is forked before the sandbox's thread exists.
@@ -325,7 +328,6 @@ def _escalation(sandbox: ServiceNowSandbox, instance_url: str) -> None:
         jira_api.post(f"/rest/api/3/issue/{key}/comment", json=found)
         note, waited = _wait(lambda: notes()[-1] if notes() else None)
         _say(f"  Jira comment -> work note in {waited:.2f}s: {note!r}")
-        time.sleep(1.0)  # a person types a second apart from Syncline's own write
         sn.patch(f"/api/now/table/incident/{sys_id}", json={"work_notes": "Customers informed."})
         comment, waited = _wait(lambda: comments()[-1] if len(comments()) > 1 else None)
         _say(f"  work note -> Jira comment in {waited:.2f}s: {comment!r}")

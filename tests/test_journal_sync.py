@@ -8,8 +8,6 @@ settled by the next run without a second append.
 
 from __future__ import annotations
 
-import time
-
 from sandboxes.core.faults import FaultConfig
 from syncline.journal_sync import marker_of, with_marker
 from tests.support.escalation_world import World, escalate
@@ -36,10 +34,6 @@ def test_a_jira_comment_becomes_one_work_note_and_a_work_note_one_comment(world:
     assert report.journal.a_appended == 0  # the drain that carried it, and the quiet ones after
     assert len(world.comments(key)) == 1  # not echoed back to Jira
 
-    # ServiceNow's outbound body names the record, the second and the fields changed: a note
-    # written in the same second as Syncline's is the same body, which the gateway takes for
-    # a redelivery (the polling run carries it then). People are a second apart.
-    time.sleep(1.1)
     world.sn(
         "PATCH", f"/api/now/table/incident/{sys_id}", {"work_notes": "Customer confirms EU only."}
     )
@@ -80,7 +74,6 @@ def test_a_rerun_after_a_crash_between_append_and_link_appends_nothing_twice(wor
 
 def test_a_work_note_whose_answer_was_lost_is_not_appended_twice(world: World) -> None:
     sys_id, key = escalate(world)
-    time.sleep(1.1)
     world.comment(key, "Needs a config change on the ServiceNow side.")
     world.settle()
     # The work note's PATCH is saved but its reply is lost: the run cannot know whether it

@@ -54,6 +54,9 @@ class World:
                 sys_user=5,
                 seed=11,
                 outbound_duplicate_probability=duplicates,
+                # The business rule sends sys_mod_count (README): two changes in one second
+                # are two bodies, not one the gateway would take for a redelivery.
+                outbound_fields=["sys_mod_count"],
             )
         )
         self.jira = JiraSandbox(
