@@ -273,6 +273,16 @@ class AlertClaims:
                 )
         return ids
 
+    def prune(self) -> int:
+        """Delete the application records of deliveries the outbox no longer holds (it prunes
+        them after its retention): the table stays as long as the outbox. Returns rows gone."""
+        kept = sa.select(outbox.gateway_outbox.c.id).where(
+            outbox.gateway_outbox.c.id == alert_applications.c.outbox_id
+        )
+        with self.engine.begin() as connection:
+            result = connection.execute(sa.delete(alert_applications).where(~sa.exists(kept)))
+        return int(result.rowcount)
+
     def applied(self, outbox_ids: Iterable[str] | None = None) -> dict[str, AppliedEntry]:
         """Application records by outbox id (of ``outbox_ids``, or all): for audit and tests."""
         query = sa.select(alert_applications)

@@ -25,7 +25,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from syncline.alert_claims import AlertClaims
@@ -34,6 +34,9 @@ from syncline.settings import SynclineSettings
 from syncline.state import Ledger
 
 log = logging.getLogger("syncline.incident_path")
+
+# How often the application records of deliveries the outbox pruned are deleted.
+PRUNE_EVERY = timedelta(hours=1)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -94,6 +97,7 @@ class IncidentPath:
         ledger = Ledger(self.ledger_url)
         claims = AlertClaims(ledger.engine)
         pause = self.poll_interval
+        next_prune = datetime.now(UTC)
         log.info("incident path: draining %s into incidents", self.alert_spec)
         try:
             while not self._stopping:
@@ -104,6 +108,9 @@ class IncidentPath:
                     break
                 try:
                     now = datetime.now(UTC)
+                    if now >= next_prune:
+                        await asyncio.to_thread(claims.prune)
+                        next_prune = now + PRUNE_EVERY
                     if await asyncio.to_thread(claims.claimable, now) == 0:
                         pause = self.poll_interval  # nothing, or all held by another drainer
                         continue

@@ -308,3 +308,15 @@ async def test_an_incident_linked_to_another_alert_parks_that_alert_alone(world:
     assert retried.correlation_id == "pagerduty:PB" and retried.action == "opened"
     assert world.ledger.dead_letters("alert-to-servicenow") == []
     assert world.claims.retry_dead_lettered() == []
+
+
+async def test_application_records_go_when_the_outbox_prunes_their_deliveries(
+    world: World,
+) -> None:
+    entry_id = deliver(world.outbox, "pagerduty", pagerduty_alert("PP"))
+    await world.drainer().drain()
+    world.outbox.mark_emitted([entry_id], datetime.now(UTC))
+    assert world.claims.prune() == 0  # the outbox still holds it
+    later = datetime.now(UTC) + timedelta(days=3)
+    assert world.outbox.prune(now=later, retention=timedelta(hours=48)) == 1
+    assert world.claims.prune() == 1 and world.claims.applied() == {}
