@@ -148,7 +148,7 @@ class _Prepared:
     outcome: str = "unchanged"
     reopens: bool = False
     incident_key: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)  # the fields to write
 
 
 class IncidentDrainer:
@@ -288,7 +288,7 @@ class IncidentDrainer:
                     record["state"] = REOPENED_STATE
                     item.reopens = True
                 fields = tuple(name for name in INCIDENT_FIELDS if name in record)
-                item.extra = record
+                item.record = record
                 groups.setdefault(fields, []).append(item)
         for fields, items in groups.items():
             try:
@@ -312,7 +312,7 @@ class IncidentDrainer:
     ) -> None:
         applied = await apply_records(
             self.spec.apply_spec(fields),
-            [item.extra for item in items],
+            [item.record for item in items],
             self.target,
             self.ledger,
             flow_run_id=flow_run_id,
