@@ -69,6 +69,12 @@ gateway_outbox = sa.Table(
 )
 
 
+# Alert deliveries are applied by the drainers of ``syncline.alert_claims``, which records each
+# application in this table (named here, not imported: that module builds on this one).
+ALERT_EVENT_PREFIX = "syncline.alert."
+_alert_applications = sa.table("syncline_alert_applications", sa.column("outbox_id", sa.String(36)))
+
+
 @dataclass(frozen=True, slots=True)
 class InboundDelivery:
     """A verified, parsed delivery on its way into the outbox."""
@@ -280,14 +286,22 @@ class GatewayOutbox:
         """Delete emitted rows received more than ``retention`` ago whose key is not held.
 
         Pending and rejected rows stay whatever their age: nothing accepted is dropped unseen.
+        So does an alert until a drainer has applied it: alerts have no other way back (a
+        record change is also found by its integration's polling, by cursor).
         """
         now = _utc(now)
+        applied = sa.exists(
+            sa.select(_alert_applications.c.outbox_id).where(
+                _alert_applications.c.outbox_id == gateway_outbox.c.id
+            )
+        )
         with self.engine.begin() as connection:
             result = connection.execute(
                 sa.delete(gateway_outbox).where(
                     gateway_outbox.c.emitted_at.is_not(None),
                     gateway_outbox.c.received_at < now - retention,
                     gateway_outbox.c.dedupe_until <= now,
+                    sa.or_(~gateway_outbox.c.event.startswith(ALERT_EVENT_PREFIX), applied),
                 )
             )
         return int(result.rowcount)

@@ -320,3 +320,14 @@ async def test_application_records_go_when_the_outbox_prunes_their_deliveries(
     later = datetime.now(UTC) + timedelta(days=3)
     assert world.outbox.prune(now=later, retention=timedelta(hours=48)) == 1
     assert world.claims.prune() == 1 and world.claims.applied() == {}
+
+
+async def test_an_alert_no_drainer_applied_outlives_the_outbox_retention(world: World) -> None:
+    entry_id = deliver(world.outbox, "pagerduty", pagerduty_alert("PQ"))
+    world.outbox.mark_emitted([entry_id], datetime.now(UTC))
+    later = datetime.now(UTC) + timedelta(days=3)
+    # Emitted, past the retention, but never applied (no drainer ran): it stays.
+    assert world.outbox.prune(now=later, retention=timedelta(hours=48)) == 0
+    [opened] = (await world.drainer().drain()).incidents
+    assert opened.action == "opened"
+    assert world.outbox.prune(now=later, retention=timedelta(hours=48)) == 1

@@ -23,7 +23,12 @@ def outbox(database_url: str) -> Iterator[GatewayOutbox]:
 
 
 def delivery(
-    key: str, at: datetime, *, window: timedelta = WINDOW, body: bytes = b"{}"
+    key: str,
+    at: datetime,
+    *,
+    window: timedelta = WINDOW,
+    body: bytes = b"{}",
+    event: str = "syncline.alert.triggered",
 ) -> InboundDelivery:
     return InboundDelivery(
         source="generic",
@@ -31,7 +36,7 @@ def delivery(
         dedupe_key=key,
         dedupe_window=window,
         received_at=at,
-        event="syncline.alert.triggered",
+        event=event,
         resource_id="syncline.alert.generic.disk-full",
         subject_key="generic:disk-full",
         payload={"title": "Disk full"},
@@ -102,9 +107,11 @@ def test_a_rejected_row_leaves_the_queue_but_not_the_outbox(outbox: GatewayOutbo
 def test_prune_removes_only_emitted_rows_past_the_retention_whose_key_is_free(
     outbox: GatewayOutbox,
 ) -> None:
-    old_emitted = outbox.admit(delivery("id:old", T0, window=RETENTION)).id
-    old_pending = outbox.admit(delivery("id:pending", T0, window=RETENTION)).id
-    recent = outbox.admit(delivery("id:recent", T0 + RETENTION, window=RETENTION)).id
+    # Record changes (an alert also waits for a drainer to apply it: tests/test_incidents.py).
+    changed = "syncline.record.changed"
+    old_emitted = outbox.admit(delivery("id:old", T0, window=RETENTION, event=changed)).id
+    old_pending = outbox.admit(delivery("id:pending", T0, window=RETENTION, event=changed)).id
+    recent = outbox.admit(delivery("id:recent", T0 + RETENTION, window=RETENTION, event=changed)).id
     outbox.mark_emitted([old_emitted, recent], T0 + RETENTION)
 
     # Not yet: a seen id is held for the whole retention.
