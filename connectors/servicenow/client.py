@@ -301,7 +301,7 @@ class ServiceNowClient(RestClient):
         wanted = sorted({value for value in values if value})
         for start in range(0, len(wanted), LOOKUP_CHUNK):
             chunk = wanted[start : start + LOOKUP_CHUNK]
-            query = EncodedQuery().where(field, "IN", chunk)
+            query = EncodedQuery().where_one_of(field, chunk)
             async for page in self.iter_pages(
                 table, query=query, fields=fields, display_value="false", tally=tally
             ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Self
@@ -101,6 +102,19 @@ class EncodedQuery:
         if operator not in OPERATORS:
             raise ValueError(f"unknown ServiceNow query operator {operator!r}")
         self.conditions.append(f"{name}{operator}{_literal(value)}")
+        return self
+
+    def where_one_of(self, name: str, values: Sequence[str]) -> Self:
+        """``name`` equals one of ``values``. ``IN`` splits its list at commas, so a value
+        holding one (a Datadog scope such as ``env:prod,host:web-1``) is its own ``=``
+        condition, OR-ed to the list (``^OR`` binds to the condition before it)."""
+        listed = [value for value in values if "," not in value]
+        alone = [value for value in values if "," in value]
+        terms = [f"{name}IN{_literal(listed)}"] if listed else []
+        terms += [f"{name}={_literal(value)}" for value in alone]
+        if not terms:
+            raise ValueError(f"{name}: one of no values matches nothing; ask for at least one")
+        self.conditions.append("^OR".join(terms))
         return self
 
     def raw(self, condition: str | None) -> Self:

@@ -138,7 +138,7 @@ class ServiceNowTableSource:
         found: set[str] = set()
         for start in range(0, len(wanted), LOOKUP_CHUNK):
             chunk = wanted[start : start + LOOKUP_CHUNK]
-            query = self._filter.copy().where(self.key, "IN", chunk)
+            query = self._filter.copy().where_one_of(self.key, chunk)
             unread = self.tally.unread
             async for page in self.client.iter_pages(
                 self.object_name,
@@ -178,7 +178,7 @@ class ServiceNowTableSource:
             fields = [*fields, field]
         records: list[dict[str, Any]] = []
         for start in range(0, len(wanted), LOOKUP_CHUNK):
-            query = self._filter.copy().where(field, "IN", wanted[start : start + LOOKUP_CHUNK])
+            query = self._filter.copy().where_one_of(field, wanted[start : start + LOOKUP_CHUNK])
             async for page in self.client.iter_pages(
                 self.object_name, query=query, fields=fields, tally=self.tally
             ):

@@ -253,3 +253,14 @@ def test_the_right_key_on_an_empty_table_writes_every_record_once(
     result = upsert(FaultyWrites(empty, contract), batch(*keys))
     assert sorted(result.created) == keys
     assert sorted(r["correlation_id"] for r in empty.records("incident")) == keys
+
+
+def test_a_correlation_value_holding_a_comma_is_found_again(sandbox: ServiceNowSandbox) -> None:
+    # IN splits its list at commas: such a value is looked up by equality instead, so its
+    # second write updates the record rather than creating another.
+    key = "datadog:4242:env:prod,host:web-1"
+    transport = httpx.ASGITransport(app=sandbox.app)
+    first = upsert(transport, batch(key, "plain"))
+    second = upsert(transport, batch(key, "plain").assign(short_description="again"))
+    assert (len(first.created), len(second.created), len(second.updated)) == (2, 0, 2)
+    assert [r["short_description"] for r in stored(sandbox, key)] == ["again"]
