@@ -354,7 +354,8 @@ def test_end_to_end_signed_webhooks_through_the_gateway_on_a_real_prefect_server
             return any(r["parameters"].get("event_id") in carried for r in runs)
 
         eventually(triggered, timeout=20)
-        assert path.runs >= 1
+        eventually(lambda: path.runs >= 1)  # the warm path's flow runs (its last may be ending)
+        assert path.failures == 0
 
         # The polling fallback, as the schedule runs it: everything is in step already.
         from flows.escalation import escalation
