@@ -33,7 +33,9 @@ class ServiceNowSandboxConfig(pydantic.BaseModel):
     outbound_duplicate_probability: float = pydantic.Field(default=0.0, ge=0.0, le=1.0)
     outbound_backoff_seconds: list[float] = pydantic.Field(default_factory=lambda: [0.05, 0.1, 0.2])
     outbound_max_attempts: int = pydantic.Field(default=4, ge=1)
-    outbound_fields: list[str] = pydantic.Field(default_factory=list)
+    # What the outbound REST message sends in ``fields``; Syncline's documented business rule
+    # sends sys_mod_count (syncline/inbound/servicenow.py).
+    outbound_fields: list[str] = pydantic.Field(default_factory=lambda: ["sys_mod_count"])
 
 
 class SandboxStats(RequestStats):

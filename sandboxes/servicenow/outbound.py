@@ -24,9 +24,10 @@ ServiceNow module sends it::
 ``changed_fields`` lists, in the table's field order, what ``GlideElement.changes()`` reports:
 the fields whose value the write changed (the ``sys_*`` ones included), journal fields given an
 entry, every field given a value on an insert, none on a delete (whose ``sys_updated_on`` is
-the record's last update). ``fields`` is sent only when ``outbound_fields`` in the sandbox's
+the record's last update). ``fields`` is sent when ``outbound_fields`` in the sandbox's
 configuration names some: their stored values (a journal field: the entry just written, else
-``""``). ``number`` is null for tables without one.
+``""``); by default ``sys_mod_count``, as Syncline's documented business rule sends. ``number``
+is null for tables without one.
 
 Deliveries carry the receiver's header and ``Content-Type: application/json``, no delivery id
 (a REST message sends none: Syncline's gateway de-duplicates ServiceNow deliveries by body),

@@ -16,7 +16,8 @@ transaction fast; an *async* rule would lose ``changes()``)::
                     sys_updated_on: current.getValue('sys_updated_on'),
                     sys_updated_by: current.getValue('sys_updated_by'),
                     operation: current.operation(), number: current.getValue('number'),
-                    changed_fields: []};
+                    changed_fields: [],
+                    fields: {sys_mod_count: current.getValue('sys_mod_count')}};
         var elements = current.getElements();
         for (var i = 0; i < elements.size(); i++) {
             if (elements.get(i).changes()) body.changed_fields.push(elements.get(i).getName());
@@ -27,7 +28,9 @@ transaction fast; an *async* rule would lose ``changes()``)::
     })(current, previous);
 
 Unknown keys are rejected (this format is Syncline's, so a typo must not pass); ``fields``
-is checked to be an object of strings and left in the raw delivery.
+is checked to be an object of strings and left in the raw delivery. ``sys_mod_count`` in it
+makes two changes of one record within a second two bodies: the gateway tells deliveries
+without an id apart by their body, so without it the second would wait for the next one.
 
 - **Record**: ``object`` = the table, ``key`` = ``sys_id``, ``display_key`` = ``number``.
 - **Change**: insert created, update updated, delete deleted.

@@ -147,7 +147,7 @@ def test_inserts_updates_journal_entries_and_deletes_reach_the_receiver(
     assert number.startswith("INC")
     assert {"short_description", "number", "work_notes", "sys_id"} <= set(insert["changed_fields"])
     assert "comments" not in insert["changed_fields"]
-    assert "fields" not in insert
+    assert insert["fields"] == {"sys_mod_count": "0"}  # as the documented business rule sends
 
     assert update["operation"] == "update"
     assert update["sys_updated_on"] == "2026-03-02 09:00:30"
