@@ -38,6 +38,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -482,7 +483,7 @@ def main() -> int:
         "storm_seconds": args.storm_seconds,
         **comment_figures(comments),
     }
-    print(json.dumps(summary))
+    print(json_line(summary))
     return 0
 
 
@@ -507,9 +508,21 @@ def comment_figures(comments: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def json_line(figures: dict[str, Any]) -> str:
+    """The figures as one line of strict JSON: a phase that was skipped (``--comments 0``) has
+    NaN figures, which ``json.dumps`` would write as ``NaN``, a token JSON parsers refuse."""
+    return json.dumps(
+        {
+            name: None if isinstance(value, float) and not math.isfinite(value) else value
+            for name, value in figures.items()
+        },
+        allow_nan=False,
+    )
+
+
 def report_comments(comments: dict[str, Any]) -> int:
     print_comments(comments)
-    print(json.dumps(comment_figures(comments)))
+    print(json_line(comment_figures(comments)))
     return 0
 
 

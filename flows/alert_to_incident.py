@@ -6,6 +6,11 @@ way a run drains every alert delivery not yet applied, batch by batch (``synclin
 claimed, coalesced per alert, written through the one apply path), so the event that started
 it need not be its own: a run that was collapsed or cancelled loses nothing, and whichever
 drainer comes first applies a delivery, once.
+
+Run with ``poll: true`` by the ``alert-polling`` deployment every minute: first the alert spec's
+``poll:`` source is read by cursor into the same outbox (``syncline.alert_poll``, for tools
+that send no webhooks), then the drain as above; without a ``poll:`` section the run is the
+drain alone, the safety net for deliveries a cancelled triggered run left waiting.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ from prefect.runtime import flow_run
 
 from flows._prefect import load_block_value
 from syncline.alert_claims import AlertClaims
+from syncline.alert_poll import PollReport, poll_alerts
 from syncline.alert_spec import DEFAULT_ALERT_SPEC, AlertSpec, find_alert_spec
 from syncline.connect import ConnectorFactory
 from syncline.incidents import BatchReport, DrainReport, IncidentDrainer
+from syncline.outbox import GatewayOutbox
 from syncline.settings import SynclineSettings
 from syncline.state import Ledger
 
@@ -61,6 +68,39 @@ async def drain_alerts(spec: AlertSpec, max_batches: int, wait_for_others: float
         ledger.dispose()
 
 
+@task(name="poll-alerts", cache_policy=NO_CACHE)
+async def poll_alert_source(spec: AlertSpec) -> PollReport:
+    """Admit the rows the poll's source changed since its cursor into the outbox."""
+    logger = get_run_logger()
+    settings = SynclineSettings()
+    factory = ConnectorFactory(load_block=load_block_value)
+    ledger = Ledger(settings.ledger())
+    outbox = GatewayOutbox(ledger.engine)
+    source = factory.source(spec.poll_read_spec())
+    try:
+        report = await poll_alerts(
+            spec, source, outbox, ledger, flow_run_id=str(flow_run.get_id() or "") or None
+        )
+    finally:
+        await source.aclose()
+        ledger.dispose()
+    assert spec.poll is not None
+    logger.info(
+        "%s: %d row(s) read from %s:%s since %s: %d new alert notification(s), "
+        "%d read before, %d dead-lettered; cursor now %s",
+        spec.poll_name,
+        report.read,
+        spec.poll.source.connector,
+        spec.poll.source.object,
+        report.cursor_before or "the beginning",
+        report.admitted,
+        report.duplicates,
+        report.dead_lettered,
+        report.cursor_after,
+    )
+    return report
+
+
 @task(name="publish-incidents", cache_policy=NO_CACHE)
 async def publish_incidents(spec: AlertSpec, report: DrainReport) -> None:
     rows = [
@@ -93,13 +133,19 @@ async def alert_to_incident(
     alert_spec: str = DEFAULT_ALERT_SPEC,
     max_batches: int = 100,
     wait_for_others: float = 10.0,
+    poll: bool = False,
 ) -> DrainReport:
     """Apply every alert delivery waiting in the gateway's outbox to its incident.
 
     ``event_id`` is the triggering event's id (the outbox entry's), for the record: the run
-    drains everything waiting, that entry included unless another drainer applied it first."""
+    drains everything waiting, that entry included unless another drainer applied it first.
+    ``poll``: read the spec's ``poll:`` source into the outbox first (if it has one)."""
     logger = get_run_logger()
     spec = find_alert_spec(SynclineSettings().specs_dir, alert_spec)
+    if poll and spec.poll is not None:
+        await poll_alert_source(spec)
+    elif poll:
+        logger.info("%s has no poll section: draining what waits in the outbox", spec.name)
     report = await drain_alerts(spec, max_batches, wait_for_others)
     if report.incidents:
         await publish_incidents(spec, report)
