@@ -954,6 +954,7 @@ def _audit_row(
         "detail": detail,
     }
 
+
 # The gateway outbox's tables, the alert claims and the escalations' journal links are part of
 # the ledger; they are declared with their code.
 from syncline import alert_claims as _alert_claims  # noqa: E402, F401
