@@ -20,6 +20,15 @@ from connectors.sql.source import chunked, iterate_in_thread, key_binds, reflect
 KEY_BATCH_SIZE = 10_000
 
 
+def _column_type_of(engine: sa.Engine, table: str, column: str) -> sa.types.TypeEngine[Any]:
+    """One column's type, from one catalogue query (a full reflection costs several)."""
+    schema, name = split_name(table)
+    for described in sa.inspect(engine).get_columns(name, schema=schema):
+        if described["name"] == column:
+            return described["type"]
+    raise KeyError(f"{table} has no column {column}")
+
+
 def _utc(at: datetime | None) -> datetime:
     """The deletion time in UTC (naive means UTC).
 
@@ -55,7 +64,7 @@ class SqlTableTarget:
             if not created:
                 # The staged key is compared with the table's own: an existing table's key
                 # type decides it (PostgreSQL compares no integer with text).
-                own = column_type(reflect(self.engine, self.object_name).c[key].type)
+                own = column_type(_column_type_of(self.engine, self.object_name, key))
                 written = [replace(col, type=own) if col.name == key else col for col in columns]
             return bulk_writer(self.engine, self.object_name, written, key, created=created)
 
