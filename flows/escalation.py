@@ -25,7 +25,8 @@ from syncline.settings import SynclineSettings
 from syncline.specs import find_integration
 from syncline.state import Ledger
 from syncline.two_way import TwoWaySpec
-from syncline.two_way_sync import open_endpoints, two_way_row
+from syncline.two_way_endpoints import open_endpoints
+from syncline.two_way_summary import two_way_row
 
 DEFAULT_INTEGRATION = "servicenow-jira-escalation"
 

@@ -13,7 +13,7 @@ from syncline.replay import ReplaySummary, replay_dead_letters, replay_two_way_l
 from syncline.settings import SynclineSettings
 from syncline.specs import IntegrationSpec, find_integration
 from syncline.state import Ledger
-from syncline.two_way_sync import open_endpoints
+from syncline.two_way_endpoints import open_endpoints
 
 
 @flow(name="replay-dead-letters")

@@ -28,7 +28,7 @@ from syncline.settings import SynclineSettings, fault_point
 from syncline.specs import IntegrationSpec, find_integration, find_spec
 from syncline.state import Ledger
 from syncline.sync import SyncProgress, SyncSummary, finish_run, run_sync, summary_row
-from syncline.two_way_sync import TwoWaySummary
+from syncline.two_way_summary import TwoWaySummary
 
 
 @task(name="sync-records", persist_result=True)

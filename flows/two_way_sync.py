@@ -19,13 +19,9 @@ from syncline.reporting import two_way_markdown
 from syncline.settings import SynclineSettings
 from syncline.state import Ledger
 from syncline.two_way import TwoWaySpec
-from syncline.two_way_sync import (
-    TwoWaySummary,
-    finish_two_way_run,
-    open_endpoints,
-    run_two_way,
-    two_way_row,
-)
+from syncline.two_way_endpoints import open_endpoints
+from syncline.two_way_summary import TwoWaySummary, two_way_row
+from syncline.two_way_sync import finish_two_way_run, run_two_way
 
 
 @task(name="sync-both-ways", persist_result=True)

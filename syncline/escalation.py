@@ -41,13 +41,9 @@ from syncline.specs import SourceSpec
 from syncline.state import Ledger
 from syncline.sync import window_start
 from syncline.two_way import TwoWaySpec
-from syncline.two_way_sync import (
-    Endpoint,
-    TwoWaySummary,
-    finish_two_way_run,
-    run_two_way,
-    two_way_row,
-)
+from syncline.two_way_endpoints import Endpoint
+from syncline.two_way_summary import TwoWaySummary, two_way_row
+from syncline.two_way_sync import finish_two_way_run, run_two_way
 
 log = logging.getLogger("syncline.escalation")
 

@@ -38,7 +38,7 @@ from connectors.servicenow.journal import ServiceNowJournal
 from connectors.servicenow.records import ServiceNowTableSource
 from syncline.journal_links import EscalationLedger, JournalLink
 from syncline.state import Ledger
-from syncline.two_way_sync import Endpoint
+from syncline.two_way_endpoints import Endpoint
 
 log = logging.getLogger("syncline.journal_sync")
 

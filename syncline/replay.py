@@ -15,8 +15,9 @@ from syncline.apply import Applier
 from syncline.specs import IntegrationSpec
 from syncline.state import Ledger
 from syncline.two_way import TwoWaySpec
+from syncline.two_way_endpoints import Endpoint
 from syncline.two_way_merge import SIDES, Side
-from syncline.two_way_sync import Endpoint, run_two_way
+from syncline.two_way_sync import run_two_way
 
 
 class ReplaySummary(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from syncline.sync import SyncSummary, summary_row
-from syncline.two_way_sync import TwoWaySummary, two_way_row
+from syncline.two_way_summary import TwoWaySummary, two_way_row
 
 
 def _table(title: str, run: str | None, full_refresh: bool, row: dict[str, Any]) -> list[str]:

@@ -38,26 +38,22 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, Field
 
 from connectors.base.records import (
     Column,
     ColumnType,
     CursorValue,
-    FetchingSource,
     ReadWindow,
-    RecordTarget,
     RejectedRecord,
     WriteResult,
 )
 from connectors.base.stats import CallStats
 from syncline.apply import AuditedWrites
-from syncline.connect import ConnectorFactory, ConnectorUnavailableError
 from syncline.mapping import jsonable
-from syncline.specs import SourceSpec
 from syncline.state import Ledger, PairLink
 from syncline.sync import read_until, window_start
 from syncline.two_way import TwoWaySpec
+from syncline.two_way_endpoints import Endpoint
 from syncline.two_way_merge import (
     SIDES,
     Decision,
@@ -70,6 +66,7 @@ from syncline.two_way_merge import (
     other,
     side_record,
 )
+from syncline.two_way_summary import TwoWaySummary
 
 log = logging.getLogger("syncline.two_way")
 
@@ -80,66 +77,6 @@ COLUMN_TYPES: dict[str, ColumnType] = {
     "boolean": ColumnType.BOOLEAN,
     "datetime": ColumnType.DATETIME,
 }
-
-
-@dataclass(slots=True)
-class Endpoint:
-    """One side of a two-way integration, opened: where its changes are read and how it is
-    written (by its own key, and by the field holding the other side's key for creates)."""
-
-    side: Side
-    spec: SourceSpec
-    link_field: str
-    cursor_name: str
-    source: FetchingSource
-    by_key: RecordTarget
-    by_link: RecordTarget
-
-    @property
-    def name(self) -> str:
-        return f"{self.spec.connector}:{self.spec.object}"
-
-    async def aclose(self) -> None:
-        for part in (self.source, self.by_key, self.by_link):
-            await part.aclose()
-
-
-class SideCounts(BaseModel):
-    read: int = 0
-    created: int = 0
-    updated: int = 0
-    echoes: int = Field(default=0, description="Syncline's own writes read back, skipped")
-    cursor_before: datetime | int | None = None
-    cursor_after: datetime | int | None = None
-
-
-class TwoWaySummary(BaseModel):
-    """What one two-way run did, per side and in all."""
-
-    integration: str
-    flow_run_id: str | None = None
-    full_refresh: bool = False
-    started_at: datetime
-    finished_at: datetime
-    a: SideCounts = Field(default_factory=SideCounts)
-    b: SideCounts = Field(default_factory=SideCounts)
-    pairs: int = Field(default=0, description="pairs of records looked at")
-    conflicts: int = Field(default=0, description="fields changed on both sides, decided")
-    held: int = Field(default=0, description="conflicts held for a person (manual)")
-    not_created: int = Field(
-        default=0, description="records new on one side that the spec's creates leaves there"
-    )
-    dead_lettered: int = 0
-    api_calls: int = 0
-    api_retries: int = 0
-    rate_limited: int = 0
-
-    @property
-    def duration_seconds(self) -> float:
-        return (self.finished_at - self.started_at).total_seconds()
-
-    def side(self, side: Side) -> SideCounts:
-        return self.a if side == "a" else self.b
 
 
 @dataclass(slots=True)
@@ -666,35 +603,6 @@ class TwoWayRun:
         self.summary.dead_lettered = len({letter.key for _, letter in self.letters})
 
 
-def open_endpoints(spec: TwoWaySpec, factory: ConnectorFactory) -> tuple[Endpoint, Endpoint]:
-    """Both sides' connectors, from the spec's two views (A→B reads A and writes B, …)."""
-    a_to_b, b_to_a = spec.views()
-    ends: list[Endpoint] = []
-    for side, view, back in (("a", a_to_b, b_to_a), ("b", b_to_a, a_to_b)):
-        source = factory.source(view)
-        if not isinstance(source, FetchingSource):
-            raise ConnectorUnavailableError(
-                f"{side}.connector: {view.source.connector!r} cannot look records up by key, "
-                "which a two-way side needs"
-            )
-        endpoint = spec.a if side == "a" else spec.b
-        by_own_key = back.model_copy(
-            update={"target": back.target.model_copy(update={"key": endpoint.key})}
-        )
-        ends.append(
-            Endpoint(
-                side="a" if side == "a" else "b",
-                spec=endpoint,
-                link_field=back.target.key,
-                cursor_name=view.name,
-                source=source,
-                by_key=factory.target(by_own_key),
-                by_link=factory.target(back),
-            )
-        )
-    return ends[0], ends[1]
-
-
 def _version(record: SideRecord | None) -> str | None:
     if record is None or record.changed_at is None:
         return None
@@ -805,33 +713,6 @@ def _add_calls(summary: TwoWaySummary, *ends: Endpoint) -> None:
             summary.api_calls += stats.requests
             summary.api_retries += stats.retries
             summary.rate_limited += stats.rate_limited
-
-
-def two_way_row(summary: TwoWaySummary) -> dict[str, Any]:
-    """The summary as one flat row for a table artifact or a terminal."""
-    row: dict[str, Any] = {"integration": summary.integration}
-    for side in SIDES:
-        counts = summary.side(side)
-        row.update(
-            {
-                f"{side}_read": counts.read,
-                f"{side}_created": counts.created,
-                f"{side}_updated": counts.updated,
-                f"{side}_echoes": counts.echoes,
-            }
-        )
-    row.update(
-        {
-            "pairs": summary.pairs,
-            "conflicts": summary.conflicts,
-            "held": summary.held,
-            "not_created": summary.not_created,
-            "dead_lettered": summary.dead_lettered,
-            "api_calls": summary.api_calls,
-            "duration_s": round(summary.duration_seconds, 2),
-        }
-    )
-    return row
 
 
 def finish_two_way_run(ledger: Ledger, spec: TwoWaySpec, summary: TwoWaySummary) -> None:

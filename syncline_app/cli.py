@@ -161,7 +161,7 @@ def _sandbox(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from syncline.settings import SynclineSettings
     from syncline.sync import SyncSummary, summary_row
-    from syncline.two_way_sync import two_way_row
+    from syncline.two_way_summary import two_way_row
     from syncline_app.devstack import PrefectServerError, temporary_prefect_server
 
     # The flow runs in this process; with no Prefect server configured it gets a temporary

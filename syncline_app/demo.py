@@ -32,7 +32,7 @@ from syncline.settings import SynclineSettings
 from syncline.specs import IntegrationSpec, find_spec
 from syncline.state import Ledger, dead_letters, record_links
 from syncline.sync import SyncSummary, summary_row
-from syncline.two_way_sync import TwoWaySummary
+from syncline.two_way_summary import TwoWaySummary
 from syncline_app.devstack import JIRA_STATE, SANDBOX_STATE, temporary_prefect_server
 
 # Before Prefect is imported (the flows are, later): no telemetry, a patient first start.

@@ -26,8 +26,10 @@ from syncline.connect import ConnectorFactory
 from syncline.replay import ReplaySummary, replay_two_way_letters
 from syncline.state import Ledger
 from syncline.two_way import TwoWaySpec, load_two_way_spec
+from syncline.two_way_endpoints import open_endpoints
 from syncline.two_way_merge import Side
-from syncline.two_way_sync import TwoWayRun, TwoWaySummary, finish_two_way_run, open_endpoints
+from syncline.two_way_summary import TwoWaySummary
+from syncline.two_way_sync import TwoWayRun, finish_two_way_run
 from syncline.two_way_sync import run_two_way as run_two_way_engine
 
 SPEC = """\

@@ -19,7 +19,9 @@ from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
 from syncline.connect import ConnectorFactory
 from syncline.state import Ledger
 from syncline.two_way import TwoWaySpec, load_two_way_spec
-from syncline.two_way_sync import TwoWaySummary, finish_two_way_run, open_endpoints, run_two_way
+from syncline.two_way_endpoints import open_endpoints
+from syncline.two_way_summary import TwoWaySummary
+from syncline.two_way_sync import finish_two_way_run, run_two_way
 from tests.connectors.test_jira_support import (
     API_TOKEN,
     EMAIL,

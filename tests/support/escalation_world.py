@@ -23,7 +23,7 @@ from syncline.journal_links import EscalationLedger
 from syncline.outbox import GatewayOutbox
 from syncline.state import Ledger
 from syncline.two_way import TwoWaySpec, load_two_way_spec
-from syncline.two_way_sync import open_endpoints
+from syncline.two_way_endpoints import open_endpoints
 from syncline_app.gateway.app import create_app
 from syncline_app.gateway.config import GatewaySettings, load_gateway_config
 from tests.conftest import SPECS_DIR
