@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -32,7 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 # The module, not its names: syncline.state imports this module while the outbox may still be
 # importing syncline.state (whichever of them is imported first).
 from syncline import outbox
-from syncline.state import metadata
+from syncline.state import as_utc, metadata
 
 if TYPE_CHECKING:
     from syncline.outbox import OutboxEntry
@@ -87,10 +87,6 @@ class AppliedEntry:
     incident_key: str | None
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _unapplied() -> sa.ColumnElement[bool]:
     """Alert entries with no application row."""
     applied = sa.select(alert_applications.c.outbox_id).where(
@@ -136,7 +132,7 @@ class AlertClaims:
         held = sa.select(alert_claims.c.source).where(
             alert_claims.c.source == entry.source,
             alert_claims.c.subject_key == entry.subject_key,
-            alert_claims.c.claimed_until >= _utc(now),
+            alert_claims.c.claimed_until >= as_utc(now),
         )
         query = (
             sa.select(sa.func.count())
@@ -151,7 +147,7 @@ class AlertClaims:
     ) -> list[Subject]:
         """The ``subjects`` this holder now holds: free ones, its own, or ones whose claim
         expired. Each is one statement the database decides, so no alert has two holders."""
-        now = _utc(now)
+        now = as_utc(now)
         until = now + ttl
         taken: list[Subject] = []
         with self.engine.begin() as connection:
@@ -215,7 +211,7 @@ class AlertClaims:
                 "outbox_id": item.outbox_id,
                 "source": item.source,
                 "subject_key": item.subject_key,
-                "applied_at": _utc(now),
+                "applied_at": as_utc(now),
                 "flow_run_id": flow_run_id,
                 "outcome": item.outcome,
                 "correlation_id": item.correlation_id,
@@ -292,7 +288,7 @@ class AlertClaims:
             return {
                 row.outbox_id: AppliedEntry(
                     outbox_id=row.outbox_id,
-                    applied_at=_utc(row.applied_at),
+                    applied_at=as_utc(row.applied_at),
                     flow_run_id=row.flow_run_id,
                     outcome=row.outcome,
                     correlation_id=row.correlation_id,

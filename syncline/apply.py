@@ -127,13 +127,16 @@ class AuditedWrites:
         *,
         target_object: str,
         flow_run_id: str | None,
+        in_doubt: set[str] | None = None,
     ) -> None:
+        """``in_doubt``: the keys of the integration's open intents, when the caller has read
+        them already (writers of one run may share the set: a key settled is settled)."""
         self.target = target
         self.ledger = ledger
         self.integration = integration
         self.target_object = target_object
         self.flow_run_id = flow_run_id
-        self.in_doubt = {key for intent in ledger.open_intents(integration) for key in intent.keys}
+        self.in_doubt = in_doubt if in_doubt is not None else open_intent_keys(ledger, integration)
 
     async def upsert(self, frame: pd.DataFrame, key: str) -> WriteResult:
         keys = frame[key].astype(str).tolist()
@@ -170,6 +173,11 @@ class AuditedWrites:
         if confirmed:
             self.ledger.settle_intents(self.integration, confirmed, flow_run_id=self.flow_run_id)
             self.in_doubt.difference_update(confirmed)
+
+
+def open_intent_keys(ledger: Ledger, integration: str) -> set[str]:
+    """The keys of writes an interrupted run left without their audit."""
+    return {key for intent in ledger.open_intents(integration) for key in intent.keys}
 
 
 def as_source_records(

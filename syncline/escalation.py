@@ -33,13 +33,11 @@ from typing import Literal
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from connectors.base.records import ReadWindow
 from syncline.journal_links import EscalationLedger
 from syncline.journal_sync import SIDES, JournalReport, JournalSync, Side, journal_of
 from syncline.outbox import OutboxEntry
 from syncline.specs import SourceSpec
 from syncline.state import Ledger
-from syncline.sync import window_start
 from syncline.two_way import TwoWaySpec
 from syncline.two_way_endpoints import Endpoint
 from syncline.two_way_summary import TwoWaySummary, two_way_row
@@ -215,6 +213,7 @@ class EscalationRunner:
             report.collapsed = True
             return report
         try:
+            seen: dict[Side, set[str]] = {}
             summary = await run_two_way(
                 self.spec,
                 self.ends["a"],
@@ -222,30 +221,17 @@ class EscalationRunner:
                 self.ledger,
                 flow_run_id=self.flow_run_id,
                 full_refresh=full_refresh,
+                seen=seen,
                 now=self.now,
                 logger=self.logger,
             )
             report.two_way.append(summary)
-            changed = {side: await self._changed_keys(side, summary) for side in SIDES}
+            # A new work note or comment changes its record, so the windows the run read name
+            # every pair whose journal may have moved.
+            changed = {side: sorted(seen.get(side, ())) for side in SIDES}
             report.add_journal(await self.journals(self.pairs_of(changed)))
             finish_two_way_run(self.ledger, self.spec, summary)
             report.batches = 1
         finally:
             self.links.release_lease(name, self.holder)
         return report
-
-    async def _changed_keys(self, side: Side, summary: TwoWaySummary) -> list[str]:
-        """Keys of ``side`` changed since the run's cursor (all in scope on a first run)."""
-        end = self.ends[side]
-        cursor = end.spec.cursor
-        window = ReadWindow(
-            cursor_field=cursor.field if cursor else None,
-            since=None
-            if summary.full_refresh
-            else window_start(summary.side(side).cursor_before, cursor),
-            batch_size=self.spec.batch_size,
-        )
-        keys: list[str] = []
-        async for batch in end.source.read_keys(window):
-            keys.extend(batch)
-        return keys

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 # The module, not its names: syncline.state imports this module at its end.
 from syncline import outbox
-from syncline.state import metadata
+from syncline.state import as_utc, metadata
 
 if TYPE_CHECKING:
     from syncline.outbox import OutboxEntry
@@ -78,10 +78,6 @@ class JournalLink:
     origin: Literal["a", "b"]
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 class EscalationLedger:
     """The journal links, event applications and leases of the ledger behind ``engine``
     (opened at head schema by ``syncline.state.Ledger``)."""
@@ -123,7 +119,7 @@ class EscalationLedger:
                 a_key=link.a_key,
                 b_key=link.b_key,
                 origin=link.origin,
-                linked_at=_utc(now),
+                linked_at=as_utc(now),
                 flow_run_id=flow_run_id,
             )
             .on_conflict_do_nothing()
@@ -185,7 +181,7 @@ class EscalationLedger:
                     .values(
                         integration=integration,
                         outbox_id=outbox_id,
-                        applied_at=_utc(now),
+                        applied_at=as_utc(now),
                         flow_run_id=flow_run_id,
                     )
                     .on_conflict_do_nothing()
@@ -208,7 +204,7 @@ class EscalationLedger:
     def take_lease(self, integration: str, holder: str, *, ttl: timedelta, now: datetime) -> bool:
         """Hold ``integration``'s drain until ``now + ttl``: a free lease, the holder's own,
         or one that expired. One statement each, so two drainers never both hold it."""
-        now = _utc(now)
+        now = as_utc(now)
         values: dict[str, Any] = {"holder": holder, "held_until": now + ttl}
         with self.engine.begin() as connection:
             inserted = connection.execute(
@@ -246,7 +242,7 @@ class EscalationLedger:
         """Who holds the lease now (None: free or expired)."""
         query = sa.select(integration_leases.c.holder).where(
             integration_leases.c.integration == integration,
-            integration_leases.c.held_until >= _utc(now),
+            integration_leases.c.held_until >= as_utc(now),
         )
         with self.engine.connect() as connection:
             holder = connection.execute(query).scalar_one_or_none()

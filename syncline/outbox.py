@@ -20,7 +20,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from connectors.sql.engine import make_engine
 from syncline import migrations
-from syncline.state import metadata
+from syncline.state import as_utc, metadata
 
 # Lengths of the text columns; the gateway refuses a delivery id longer than DELIVERY_ID_MAX.
 DELIVERY_ID_MAX = 200
@@ -125,13 +125,8 @@ class Backlog:
     oldest_received_at: datetime | None
 
 
-def _utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything here is UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _optional_utc(value: datetime | None) -> datetime | None:
-    return None if value is None else _utc(value)
+    return None if value is None else as_utc(value)
 
 
 class GatewayOutbox:
@@ -159,7 +154,7 @@ class GatewayOutbox:
         """
         if len(delivery.dedupe_key) > _DEDUPE_KEY_MAX:
             raise ValueError(f"dedupe key longer than {_DEDUPE_KEY_MAX} characters")
-        received_at = _utc(delivery.received_at)
+        received_at = as_utc(delivery.received_at)
         new_id = str(uuid.uuid4())
         row: dict[str, Any] = {
             "id": new_id,
@@ -192,7 +187,7 @@ class GatewayOutbox:
             held = connection.execute(
                 sa.select(gateway_outbox.c.id, gateway_outbox.c.dedupe_until).where(holder)
             ).one()
-            if _utc(held.dedupe_until) > received_at:
+            if as_utc(held.dedupe_until) > received_at:
                 return Admission(held.id, duplicate=True)
             # The window has passed: the same bytes again are a new delivery.
             connection.execute(
@@ -243,7 +238,7 @@ class GatewayOutbox:
                 sa.update(gateway_outbox)
                 .where(gateway_outbox.c.id.in_(ids), gateway_outbox.c.emitted_at.is_(None))
                 .values(
-                    emitted_at=_utc(at),
+                    emitted_at=as_utc(at),
                     attempts=gateway_outbox.c.attempts + 1,
                     last_error=None,
                 )
@@ -267,7 +262,7 @@ class GatewayOutbox:
                 sa.update(gateway_outbox)
                 .where(gateway_outbox.c.id == entry_id)
                 .values(
-                    rejected_at=_utc(at),
+                    rejected_at=as_utc(at),
                     attempts=gateway_outbox.c.attempts + 1,
                     last_error=error[:2000],
                 )
@@ -289,7 +284,7 @@ class GatewayOutbox:
         So does an alert until a drainer has applied it: alerts have no other way back (a
         record change is also found by its integration's polling, by cursor).
         """
-        now = _utc(now)
+        now = as_utc(now)
         applied = sa.exists(
             sa.select(_alert_applications.c.outbox_id).where(
                 _alert_applications.c.outbox_id == gateway_outbox.c.id
@@ -313,7 +308,7 @@ def _entry(row: sa.Row[Any]) -> OutboxEntry:
         id=row.id,
         source=row.source,
         delivery_id=row.delivery_id,
-        received_at=_utc(row.received_at),
+        received_at=as_utc(row.received_at),
         event=row.event,
         resource_id=row.resource_id,
         subject_key=row.subject_key,

@@ -212,14 +212,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _to_utc(value: datetime) -> datetime:
-    """What to store: SQLite keeps no offset, so every stamp goes in as UTC (naive = UTC)."""
+def as_utc(value: datetime) -> datetime:
+    """A stamp as stored and as read: SQLite keeps no offset, so every stamp is UTC (naive =
+    UTC). Every table of the ledger uses it, the outbox's and the claims' included."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _from_db(value: datetime | None) -> datetime | None:
     """What was stored, as an aware UTC datetime (SQLite hands back naive ones)."""
-    return None if value is None else _to_utc(value)
+    return None if value is None else as_utc(value)
 
 
 def encode_cursor(value: CursorValue) -> tuple[str, str]:
@@ -633,7 +634,7 @@ class Ledger:
                     flow_run_id=row.flow_run_id,
                     target_object=row.target_object,
                     keys=list(row._mapping["keys"]),
-                    created_at=_to_utc(row.created_at),
+                    created_at=as_utc(row.created_at),
                 )
                 for row in rows
             ]
@@ -731,7 +732,7 @@ class Ledger:
     def record_delete_scan(
         self, integration: str, *, at: datetime, flow_run_id: str | None, deleted: int
     ) -> None:
-        values = {"last_scan_at": _to_utc(at), "flow_run_id": flow_run_id, "deleted": deleted}
+        values = {"last_scan_at": as_utc(at), "flow_run_id": flow_run_id, "deleted": deleted}
         statement = self._upsert(delete_scans).values(integration=integration, **values)
         statement = statement.on_conflict_do_update(
             index_elements=[delete_scans.c.integration], set_=values
@@ -850,7 +851,7 @@ class Ledger:
         # A new attempt: intents this ledger still holds for the integration were cut short.
         for intent_id in [i for i, name in self._in_flight.items() if name == integration]:
             del self._in_flight[intent_id]
-        started = _to_utc(started_at)
+        started = as_utc(started_at)
         self._put_run(
             integration,
             flow_run_id,

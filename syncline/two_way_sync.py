@@ -48,7 +48,7 @@ from connectors.base.records import (
     WriteResult,
 )
 from connectors.base.stats import CallStats
-from syncline.apply import AuditedWrites
+from syncline.apply import AuditedWrites, open_intent_keys
 from syncline.mapping import jsonable
 from syncline.state import Ledger, PairLink
 from syncline.sync import read_until, window_start
@@ -452,13 +452,15 @@ class TwoWayRun:
     async def write(self, decided: list[tuple[Pair, Decision]]) -> list[tuple[Pair, Decision]]:
         """Creates first (learning the new keys), then updates with back-links; returns the
         pairs that went through."""
+        in_doubt = open_intent_keys(self.ledger, self.spec.name)  # read once for the four
         writers = {
             (side, how): AuditedWrites(
                 target,
                 self.ledger,
                 self.spec.name,
-                target_object=f"{self.ends[side].name}",
+                target_object=self.ends[side].name,
                 flow_run_id=self.flow_run_id,
+                in_doubt=in_doubt,
             )
             for side in SIDES
             for how, target in (("key", self.ends[side].by_key), ("link", self.ends[side].by_link))
@@ -619,6 +621,7 @@ async def run_two_way(
     full_refresh: bool = False,
     only: Mapping[Side, Sequence[str]] | None = None,
     resolves_as: Literal["resolved", "replayed"] = "resolved",
+    seen: dict[Side, set[str]] | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = log,
 ) -> TwoWaySummary:
@@ -631,6 +634,9 @@ async def run_two_way(
     ``only`` carries just the records named, by side (an event: a webhook said they changed):
     they are read as they are now, whatever the webhook held, and no cursor moves. A webhook
     that came late, twice or out of order changes nothing the current state does not warrant.
+
+    ``seen``, when given, receives the keys each side's read brought (for what the caller does
+    with the same records next, e.g. their journals), so it need not read them again.
     """
     run = TwoWayRun(
         spec,
@@ -650,6 +656,9 @@ async def run_two_way(
             changed = {side: run.records(side, await run.read_changes(side)) for side in SIDES}
         else:
             changed = {side: await run.read_keys(side, only.get(side, ())) for side in SIDES}
+        if seen is not None:
+            for side in SIDES:
+                seen[side] = set(changed[side])
         retried = {
             key for key in ledger.pending_dead_letter_keys(spec.name) if key[:2] in ("a:", "b:")
         }

@@ -8,9 +8,6 @@ incidents land in the ServiceNow sandbox served over loopback.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -34,10 +31,11 @@ from syncline_app.gateway.app import create_app
 from syncline_app.gateway.config import GatewaySettings, load_gateway_config
 from syncline_app.gateway.forwarder import OutboxForwarder, PrefectEventsAPI
 from syncline_app.incident_path import IncidentPath, with_incident_path
-from tests.conftest import ROOT, SPECS_DIR
+from tests.conftest import SPECS_DIR
 from tests.gateway import payloads
 from tests.gateway.conftest import gateway_environ, post
 from tests.gateway.prefect_process import PrefectServerProcess, free_port
+from tests.support.prefect_deploy import deploy_from_prefect_yaml
 
 pytestmark = [pytest.mark.anyio, pytest.mark.prefect]
 
@@ -114,25 +112,6 @@ async def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
         await asyncio.sleep(0.1)
 
 
-def deploy_alert_deployment(api_url: str) -> None:
-    """``alert-to-servicenow`` from prefect.yaml, as ``make up`` deploys it (no worker here:
-    its triggered runs stay scheduled, which is enough to see what the trigger passes)."""
-    env = {**os.environ, "PREFECT_API_URL": api_url, "PWD": str(ROOT)}
-    for command in (
-        ["work-pool", "create", "syncline-process", "--type", "process", "--overwrite"],
-        ["--no-prompt", "deploy", "--name", "alert-to-servicenow"],
-    ):
-        done = subprocess.run(
-            [sys.executable, "-m", "prefect", *command],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-
-
 def triggered_event_ids(api_url: str) -> set[str]:
     """The ``event_id`` parameters of the runs the deployment's trigger created."""
     answer = httpx.post(f"{api_url}/flow_runs/filter", json={"limit": 200}, timeout=10)
@@ -170,7 +149,7 @@ async def test_signed_alerts_open_update_and_resolve_one_incident_each_also_acro
         monkeypatch.setenv(name, value)
     prefect = prefect_api
     await to_thread.run_sync(prefect.start)
-    await to_thread.run_sync(deploy_alert_deployment, prefect.api_url)
+    await to_thread.run_sync(deploy_from_prefect_yaml, prefect.api_url, "alert-to-servicenow")
     ledger = Ledger(ledger_url)
     claims = AlertClaims(ledger.engine)
     datadog_id = "datadog:4242:env:prod%2Chost:web-1"

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +24,6 @@ from prefect.context import refresh_global_settings_context
 from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
 
-import syncline.state  # noqa: F401  # before syncline.outbox (see syncline_app/gateway)
 from sandboxes.core.server import BackgroundServer
 from sandboxes.jira import JiraSandbox, JiraSandboxConfig
 from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
@@ -38,7 +34,7 @@ from syncline_app.escalation_path import EscalationPath, with_escalation_path
 from syncline_app.gateway.app import create_app
 from syncline_app.gateway.config import GatewaySettings, load_gateway_config
 from syncline_app.gateway.forwarder import OutboxForwarder, PrefectEventsAPI
-from tests.conftest import ROOT, SPECS_DIR
+from tests.conftest import SPECS_DIR
 from tests.gateway.conftest import NEW, gateway_environ
 from tests.gateway.prefect_process import PrefectServerProcess, free_port
 from tests.support.escalation_world import (
@@ -52,6 +48,7 @@ from tests.support.escalation_world import (
     escalate,
     eventually,
 )
+from tests.support.prefect_deploy import deploy_from_prefect_yaml
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unsupported scheme type:UserWarning")
 
@@ -205,25 +202,6 @@ def test_with_webhooks_off_polling_gets_there_too(tmp_path: Path) -> None:
 # --- end to end: the gateway, the warm path and the deployment on a real Prefect server -----
 
 
-def deploy_escalation(api_url: str) -> None:
-    """``servicenow-jira-escalation`` from prefect.yaml, as ``make up`` deploys it (no worker
-    here: its triggered runs stay scheduled, which shows what the trigger passes)."""
-    env = {**os.environ, "PREFECT_API_URL": api_url, "PWD": str(ROOT)}
-    for command in (
-        ["work-pool", "create", "syncline-process", "--type", "process", "--overwrite"],
-        ["--no-prompt", "deploy", "--name", "servicenow-jira-escalation"],
-    ):
-        done = subprocess.run(
-            [sys.executable, "-m", "prefect", *command],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-
-
 def flow_runs(api_url: str) -> list[dict[str, Any]]:
     answer = httpx.post(f"{api_url}/flow_runs/filter", json={"limit": 200}, timeout=10)
     answer.raise_for_status()
@@ -362,7 +340,7 @@ def end_to_end(
             stack.callback(worker.drain_all, timeout=10)
         prefect.start()
         if deploy:
-            deploy_escalation(prefect.api_url)
+            deploy_from_prefect_yaml(prefect.api_url, "servicenow-jira-escalation")
 
         # The gateway's process: HTTP side, forwarder to Prefect, and the warm path.
         forwarder = OutboxForwarder(

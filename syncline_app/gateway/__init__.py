@@ -8,10 +8,6 @@ Prefect events) and ``serve`` (``syncline gateway``). The outbox itself is the e
 
 import os
 
-# The ledger before its outbox: syncline.state's tail imports syncline.alert_claims, which
-# imports syncline.outbox, so syncline.outbox imported first meets itself half-initialised.
-import syncline.state  # noqa: F401
-
 # Before Prefect is imported through this package, whatever the entry point (the CLI sets
 # the same): no telemetry; the only network is the Prefect API configured.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 
-import syncline.state  # noqa: F401  # before syncline.outbox: see syncline_app/gateway/__init__.py
 from sandboxes.core.webhooks import HUB, PAGERDUTY, SigningScheme
 from syncline.outbox import GatewayOutbox
 from syncline_app.gateway.app import create_app

@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 import httpx
 
-import syncline.state  # noqa: F401  # before syncline.outbox (see syncline_app/gateway)
 from sandboxes.core.server import BackgroundServer
 from sandboxes.jira import JiraSandbox, JiraSandboxConfig
 from sandboxes.servicenow import ServiceNowSandbox, ServiceNowSandboxConfig
